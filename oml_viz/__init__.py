@@ -1,0 +1,55 @@
+"""oml_viz: see where and why a retrieval (metric-learning) model fails.
+
+Layers (lower never import higher)::
+
+    data -> engine -> render / explain -> widgets / loggers -> pipelines
+
+The top-level names are imported lazily so that ``import oml_viz`` stays cheap
+(no matplotlib, timm or ipywidgets until they are used).
+
+Example:
+    >>> import numpy as np, oml_viz as ov
+    >>> res = ov.retrieve(np.eye(4, dtype="float32"), [0, 0, 1, 1], top_n=2)
+    >>> res.metrics()["cmc/1"]["OVERALL"]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY_NAMES = {
+    "retrieve": "oml_viz.engine",
+    "RetrievalResult": "oml_viz.engine",
+    "plot_worst_queries": "oml_viz.render",
+    "plot_queries": "oml_viz.render",
+    "figure_to_array": "oml_viz.render",
+    "QueriesDisplay": "oml_viz.render",
+    "attention_map": "oml_viz.explain",
+    "gradcam_map": "oml_viz.explain",
+    "draw_attention": "oml_viz.explain",
+    "draw_gradcam": "oml_viz.explain",
+    "explain_pair": "oml_viz.explain",
+}
+_SUBMODULES = {
+    "data", "datasets", "engine", "models", "explain", "render",
+    "widgets", "loggers", "losses", "pipelines",
+}
+
+__all__ = sorted(_LAZY_NAMES) + sorted(_SUBMODULES)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_NAMES:
+        value = getattr(import_module(_LAZY_NAMES[name]), name)
+    elif name in _SUBMODULES:
+        value = import_module(f"oml_viz.{name}")
+    else:
+        raise AttributeError(f"module 'oml_viz' has no attribute {name!r}")
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

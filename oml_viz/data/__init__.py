@@ -1,0 +1,1 @@
+"""oml_viz.data"""
