@@ -1,0 +1,144 @@
+"""Exact FNMR@FMR without a Q x G matrix: two streaming passes over query chunks.
+
+For each group of queries (OVERALL and each category) the threshold t is the p-quantile (linear
+interpolation, as ``numpy.quantile``) of the non-relevant pairs' distances, and FNMR is the share of
+relevant pairs with distance >= t.
+
+Pass 1 histograms the relevant and non-relevant distances of every group into ``N_BINS`` bins. The
+two order statistics that t interpolates between fall into known bins; pass 2 collects only the
+distances inside those bins, which gives t exactly, and the relevant pairs in the same bins are
+compared with t one by one (pairs in other bins are decided by their bin alone).
+"""
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .search import Exclusions, gallery_matrix, query_matrix
+
+N_BINS = 1 << 14
+_BLOCK_ELEMENTS = 1 << 23  # pairs per chunk: the chunk's int64 bin indices stay ~64 MB
+
+
+def _distance_chunks(
+    vectors: torch.Tensor,
+    query_ids: np.ndarray,
+    gallery_ids: np.ndarray,
+    label_codes: np.ndarray,
+    seq_codes: np.ndarray,
+    distance: str,
+    device: torch.device,
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (query slice, distances (R, G), valid pair mask, relevant pair mask) per chunk."""
+    n_gallery = len(gallery_ids)
+    gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
+    rhs_t = gallery_matrix(gallery, distance)[:n_gallery].T
+    gallery_labels = torch.as_tensor(label_codes[gallery_ids], device=device)
+    exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
+    query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
+    query_labels = torch.as_tensor(label_codes[query_ids], device=device)
+    chunk = max(1, _BLOCK_ELEMENTS // n_gallery)
+    for start in range(0, len(query_ids), chunk):
+        rows = slice(start, min(start + chunk, len(query_ids)))
+        queries = vectors[torch.as_tensor(query_ids[rows])].to(device)
+        scores = torch.mm(query_matrix(queries), rhs_t)
+        if distance == "euclidean":
+            dist = (scores + (queries * queries).sum(1, keepdim=True)).clamp_(min=0).sqrt_()
+        else:
+            dist = (scores + 1).clamp_(0, 2)
+        valid = torch.ones_like(dist, dtype=torch.bool)
+        r, c = exclusions.pairs(query_seq[rows])
+        valid[r, c] = False
+        relevant = query_labels[rows].unsqueeze(1) == gallery_labels.unsqueeze(0)
+        yield rows, dist, valid, relevant
+
+
+def _gathered(collected: dict, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    pairs = torch.cat(collected.get(key, [torch.empty(0, 2, dtype=torch.float64)])).numpy()
+    return pairs[:, 0], pairs[:, 1]
+
+
+def fnmr_at_fmr(
+    vectors: torch.Tensor,
+    query_ids: np.ndarray,
+    gallery_ids: np.ndarray,
+    label_codes: np.ndarray,
+    seq_codes: np.ndarray,
+    query_groups: np.ndarray,
+    n_groups: int,
+    fmr_vals: Sequence[float],
+    distance: str,
+    device: torch.device,
+) -> np.ndarray:
+    """(1 + n_groups, len(fmr_vals)) FNMR values: row 0 is OVERALL, row 1 + g is group g."""
+    if distance == "euclidean":
+        d_max = 2 * float(vectors.norm(dim=1).max()) * (1 + 1e-5) + 1e-12
+    else:
+        d_max = 2.0 * (1 + 1e-6)
+    scale = N_BINS / d_max
+    groups = torch.as_tensor(query_groups, device=device)
+    args = (vectors, query_ids, gallery_ids, label_codes, seq_codes, distance, device)
+
+    def bins_of(dist: torch.Tensor) -> torch.Tensor:
+        return (dist * scale).long().clamp_(0, N_BINS - 1)
+
+    # pass 1: histograms per group (row n_groups collects nothing; OVERALL is the sum)
+    hist = torch.zeros(2, n_groups * N_BINS, dtype=torch.int64, device=device)
+    for rows, dist, valid, relevant in _distance_chunks(*args):
+        index = groups[rows].unsqueeze(1) * N_BINS + bins_of(dist)
+        for is_rel in (0, 1):
+            mask = valid & (relevant if is_rel else ~relevant)
+            hist[is_rel] += torch.bincount(index[mask], minlength=n_groups * N_BINS)
+    hist = hist.view(2, n_groups, N_BINS).cpu().numpy()
+    hist = np.concatenate([hist.sum(axis=1, keepdims=True), hist], axis=1)  # (2, 1 + G, bins)
+    neg_hist, pos_hist = hist[0], hist[1]
+
+    # which bins hold the two order statistics of each (group, p)
+    plans = []
+    wanted = np.zeros((1 + n_groups, N_BINS), dtype=bool)
+    for g in range(1 + n_groups):
+        n_neg, cum = int(neg_hist[g].sum()), np.cumsum(neg_hist[g])
+        for p in fmr_vals:
+            if n_neg == 0 or pos_hist[g].sum() == 0:
+                plans.append(None)
+                continue
+            h = (n_neg - 1) * float(p)
+            r0 = int(np.floor(h))
+            r1 = min(r0 + 1, n_neg - 1)
+            b0, b1 = (int(np.searchsorted(cum, r, side="right")) for r in (r0, r1))
+            wanted[g, b0 : b1 + 1] = True
+            plans.append((g, h, r0, r1, b0, b1))
+
+    # pass 2: collect the distances inside the wanted bins
+    wanted_dev = torch.as_tensor(wanted, device=device)
+    collected: dict[tuple[int, int], list[torch.Tensor]] = {}  # (group row, relevant) -> [dist, bin]
+    for rows, dist, valid, relevant in _distance_chunks(*args):
+        b = bins_of(dist)
+        row_groups = groups[rows].unsqueeze(1).expand_as(b)
+        for g_row, g_rows in ((0, None), *((1 + g, g) for g in range(n_groups))):
+            keep = valid & wanted_dev[g_row][b]
+            if g_rows is not None:
+                keep &= row_groups == g_rows
+            for is_rel in (0, 1):
+                sel = keep & (relevant if is_rel else ~relevant)
+                if bool(sel.any()):
+                    pair = torch.stack([dist[sel].double(), b[sel].double()], dim=1).cpu()
+                    collected.setdefault((g_row, is_rel), []).append(pair)
+
+    out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
+    for i, plan in enumerate(plans):
+        if plan is None:
+            continue
+        g, h, r0, r1, b0, b1 = plan
+        neg, neg_bins = _gathered(collected, (g, 0))
+        neg_in = np.sort(neg[(neg_bins >= b0) & (neg_bins <= b1)])
+        below = int(neg_hist[g, :b0].sum())
+        x0, x1 = neg_in[r0 - below], neg_in[r1 - below]
+        t = x0 + (h - r0) * (x1 - x0)
+        pos, pos_bins = _gathered(collected, (g, 1))
+        in_range = (pos_bins >= b0) & (pos_bins <= b1)
+        n_above = int(pos_hist[g, b1 + 1 :].sum()) + int((pos[in_range] >= t).sum())
+        out[g, i % len(fmr_vals)] = n_above / pos_hist[g].sum()
+    return out

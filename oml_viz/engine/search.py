@@ -1,0 +1,144 @@
+"""Batched exact top-k search of queries against a gallery, with bounded memory.
+
+The hot loop is one matrix product per query chunk on *augmented* vectors, so that the product is
+already a score that ranks like the distance (no separate norm pass):
+
+- euclidean: ``[q, 1] . [-2g, |g|^2] = |g|^2 - 2 q.g``  (= squared distance - |q|^2)
+- cosine:    ``[q/|q|, 1] . [-g/|g|, 0] = -cos(q, g)``
+
+then an exact grouped top-k (:mod:`.topk`). The k winners' distances are recomputed directly from
+the vectors (no cancellation error) and re-sorted by (distance, item id).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .topk import GROUP, ordered_int, smallest_k
+
+_PAD_SCORE = 1e38  # padding columns: finite so that 0 * pad never makes NaN in the product
+_INVALID = 1e37  # any score above this is padding or an excluded pair
+_CPU_BLOCK_BYTES = 192 * 2**20
+_PROGRESS_MIN_PAIRS = 2e8
+
+
+@dataclass
+class Exclusions:
+    """Gallery positions that each sequence id excludes (CSR layout over sequence codes)."""
+
+    starts: torch.Tensor  # (n_codes + 1,) offsets into ``positions``
+    positions: torch.Tensor  # gallery positions sorted by sequence code
+
+    @classmethod
+    def build(cls, gallery_seq: np.ndarray, n_codes: int, device: torch.device) -> "Exclusions":
+        order = np.argsort(gallery_seq, kind="stable")
+        counts = np.bincount(gallery_seq, minlength=n_codes)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        return cls(torch.as_tensor(starts, device=device), torch.as_tensor(order, device=device))
+
+    def pairs(self, query_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row, gallery position) of every excluded pair for a chunk of queries."""
+        begin, end = self.starts[query_seq], self.starts[query_seq + 1]
+        counts = end - begin
+        rows = torch.repeat_interleave(torch.arange(len(query_seq), device=counts.device), counts)
+        offsets = torch.arange(int(counts.sum()), device=counts.device)
+        offsets = offsets - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        return rows, self.positions[torch.repeat_interleave(begin, counts) + offsets]
+
+
+def unit_rows(x: torch.Tensor, name: str = "embeddings") -> torch.Tensor:
+    norms = x.norm(dim=1, keepdim=True)
+    zero = (norms.squeeze(1) == 0).nonzero().flatten()
+    if len(zero):
+        rows = ", ".join(str(int(r)) for r in zero[:5])
+        raise ValueError(f"{name} has zero vectors (rows [{rows}]): cosine distance is undefined")
+    return x / norms
+
+
+def gallery_matrix(gallery: torch.Tensor, distance: str) -> torch.Tensor:
+    """(G padded to a multiple of GROUP, D + 1) right-hand side of the score product."""
+    n, dim = gallery.shape
+    padded = -(-n // GROUP) * GROUP
+    out = torch.zeros(padded, dim + 1, dtype=torch.float32, device=gallery.device)
+    if distance == "euclidean":
+        out[:n, :dim] = -2 * gallery
+        out[:n, dim] = (gallery * gallery).sum(1)
+    else:
+        out[:n, :dim] = -gallery
+    out[n:, dim] = _PAD_SCORE
+    return out
+
+
+def query_matrix(queries: torch.Tensor) -> torch.Tensor:
+    return torch.cat([queries, queries.new_ones(len(queries), 1)], dim=1)
+
+
+def exact_distances(queries: torch.Tensor, gallery: torch.Tensor, distance: str) -> torch.Tensor:
+    """Distances of paired rows: queries (R, D) against gallery (R, k, D)."""
+    if distance == "euclidean":
+        return (queries.unsqueeze(1) - gallery).norm(dim=2)
+    return (1 - (queries.unsqueeze(1) * gallery).sum(2)).clamp_(min=0)
+
+
+def auto_batch_size(n_gallery: int, device: torch.device) -> int:
+    """Queries per chunk so that a chunk's score block fits the device's free memory."""
+    per_row = 4 * (-(-n_gallery // GROUP) * GROUP) * 2  # scores + transient copies
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = free // 4
+    else:
+        budget = _CPU_BLOCK_BYTES
+    return int(max(1, min(budget // per_row, 65536)))
+
+
+def search(
+    vectors: torch.Tensor,
+    query_ids: np.ndarray,
+    gallery_ids: np.ndarray,
+    seq_codes: np.ndarray,
+    *,
+    k: int,
+    distance: str,
+    device: torch.device,
+    batch_size: int | None,
+    progress: bool | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k gallery items of every query: (retrieved item ids, distances), padded with -1 / inf.
+
+    ``vectors`` are all N embeddings (already unit length for cosine). Gallery items whose sequence
+    code equals the query's are excluded (every item has a code, so this also excludes the query
+    itself).
+    """
+    gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
+    rhs_t = gallery_matrix(gallery, distance).T  # transposed view: the GEMM reads it as is
+    exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
+    query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
+    gallery_ids_dev = torch.as_tensor(gallery_ids, device=device)
+    n_query = len(query_ids)
+    chunk = batch_size or auto_batch_size(len(gallery_ids), device)
+    out_ids = np.empty((n_query, k), dtype=np.int64)
+    out_dist = np.empty((n_query, k), dtype=np.float32)
+    if progress is None:
+        progress = n_query * len(gallery_ids) >= _PROGRESS_MIN_PAIRS
+    starts = range(0, n_query, chunk)
+    for start in tqdm(starts, desc="retrieval", unit="chunk", disable=not progress, leave=False):
+        stop = min(start + chunk, n_query)
+        queries = vectors[torch.as_tensor(query_ids[start:stop])].to(device)
+        scores = torch.mm(query_matrix(queries), rhs_t)
+        rows, cols = exclusions.pairs(query_seq[start:stop])
+        scores[rows, cols] = float("inf")
+        values, cols = smallest_k(scores, k)
+        del scores
+        valid = values < _INVALID
+        safe_cols = torch.where(valid, cols, 0)
+        dist = exact_distances(queries, gallery[safe_cols], distance)
+        dist = torch.where(valid, dist, torch.full_like(dist, float("inf")))
+        ids = torch.where(valid, gallery_ids_dev[safe_cols], -1)
+        # final order: exact distance, then item id (invalid slots last)
+        order = torch.argsort((ordered_int(dist) << 32) | torch.where(valid, ids, 2**31), dim=1)
+        out_ids[start:stop] = ids.gather(1, order).cpu().numpy()
+        out_dist[start:stop] = dist.gather(1, order).cpu().numpy()
+    return out_ids, out_dist
