@@ -1,1 +1,25 @@
-"""oml_viz.data"""
+"""oml_viz.data: the OML dataframe format, image loading and the demo datasets.
+
+Example:
+    >>> from oml_viz.data import read_dataframe, load_image
+    >>> df = read_dataframe("demo/df.csv")                      # doctest: +SKIP
+    >>> rgb = load_image("demo/" + df["path"][0])               # doctest: +SKIP
+"""
+from .cache import ThumbnailCache, default_cache
+from .dataframe import (
+    BBOX_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, SPLITS, DataFrameError, Problem, bboxes,
+    check_dataframe, image_paths, normalize_dataframe, read_dataframe, resolve_path, row_bbox, split_ids,
+    validate_dataframe,
+)
+from .demo import make_demo_dataset
+from .fashion_mnist import make_fashion_mnist_dataset, read_idx
+from .images import ImageLoadError, array_to_rgb, load_image, pil_to_rgb
+from .sources import ImageSource, Thumbnail
+
+__all__ = [
+    "BBOX_COLUMNS", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "SPLITS", "DataFrameError", "Problem",
+    "ThumbnailCache", "default_cache", "bboxes", "check_dataframe", "image_paths", "normalize_dataframe",
+    "read_dataframe", "resolve_path", "row_bbox", "split_ids", "validate_dataframe", "make_demo_dataset",
+    "make_fashion_mnist_dataset", "read_idx", "ImageLoadError", "array_to_rgb", "load_image", "pil_to_rgb",
+    "ImageSource", "Thumbnail",
+]

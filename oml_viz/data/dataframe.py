@@ -1,0 +1,365 @@
+"""The OML dataframe format: read, check and normalise it.
+
+Required columns: ``label, path, split, is_query, is_gallery``; optional:
+``category, sequence, x_1, x_2, y_1, y_2`` (extra columns are kept). ``path`` is
+relative to ``dataset_root`` or absolute. A row whose four bbox cells are all
+empty means the whole image. Validation rows (``split == "validation"``) need
+``is_query``/``is_gallery`` as booleans; train rows may leave them empty.
+
+Every problem names its row (the dataframe's index label) and column, and all
+problems are gathered before anything is raised, so a user fixes a CSV in one go.
+
+Example:
+    >>> df = read_dataframe("data/df.csv")           # doctest: +SKIP
+    >>> problems = check_dataframe(df, "data/")       # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Hashable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS = ("label", "path", "split", "is_query", "is_gallery")
+BBOX_COLUMNS = ("x_1", "y_1", "x_2", "y_2")
+OPTIONAL_COLUMNS = ("category", "sequence") + BBOX_COLUMNS
+SPLITS = ("train", "validation")
+
+_TRUE = {"true", "1", "1.0", "yes", "t", "y"}
+_FALSE = {"false", "0", "0.0", "no", "f", "n"}
+
+# Shown in an error message; the full list is on the exception.
+_MAX_LISTED = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a dataframe: which row (index label), which column, what."""
+
+    row: Hashable | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.row is not None:
+            where.append(f"row {self.row!r}")
+        if self.column is not None:
+            where.append(f"column {self.column!r}")
+        return f"{', '.join(where)}: {self.message}" if where else self.message
+
+
+class DataFrameError(ValueError):
+    """Raised by :func:`validate_dataframe`; ``.problems`` lists every :class:`Problem`."""
+
+    def __init__(self, problems: Sequence[Problem], what: str = "dataframe"):
+        self.problems = list(problems)
+        lines = [str(p) for p in self.problems[:_MAX_LISTED]]
+        more = len(self.problems) - len(lines)
+        if more > 0:
+            lines.append(f"... and {more} more")
+        super().__init__(f"invalid OML {what}: {len(self.problems)} problem(s):\n  " + "\n  ".join(lines))
+
+
+def _is_empty(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _to_bool(value: object) -> bool | None:
+    """True/False for bool-like cells (bools, 0/1, 'True'/'false'...), None otherwise."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, (float, np.floating)) and value in (0.0, 1.0):
+        return bool(value)
+    if isinstance(value, str):
+        v = value.strip().lower()
+        if v in _TRUE:
+            return True
+        if v in _FALSE:
+            return False
+    return None
+
+
+def _to_number(value: object) -> float | None:
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    try:
+        out = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
+
+
+def resolve_path(path: str | os.PathLike, dataset_root: str | os.PathLike | None) -> Path:
+    """``path`` as is when absolute, else joined to ``dataset_root`` (cwd when None)."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or dataset_root is None:
+        return p
+    return Path(dataset_root).expanduser() / p
+
+
+def row_bbox(row: pd.Series | dict) -> tuple[int, int, int, int] | None:
+    """The (x_1, y_1, x_2, y_2) box of a row, or None when absent (= whole image)."""
+    values = [row.get(c) if hasattr(row, "get") else None for c in BBOX_COLUMNS]
+    if all(_is_empty(v) for v in values):
+        return None
+    nums = [_to_number(v) for v in values]
+    if any(n is None for n in nums):
+        raise ValueError(f"bbox {values} is partly empty or not numeric")
+    x1, y1, x2, y2 = (int(round(n)) for n in nums)  # type: ignore[arg-type]
+    return x1, y1, x2, y2
+
+
+def _check_columns(df: pd.DataFrame) -> list[Problem]:
+    problems = [Problem(None, c, "required column is missing") for c in REQUIRED_COLUMNS if c not in df.columns]
+    present = [c for c in BBOX_COLUMNS if c in df.columns]
+    if present and len(present) != len(BBOX_COLUMNS):
+        missing = [c for c in BBOX_COLUMNS if c not in df.columns]
+        problems.append(Problem(None, ",".join(missing), f"bbox columns must come as all four of {BBOX_COLUMNS}"))
+    if df.index.has_duplicates:
+        dup = df.index[df.index.duplicated()].unique()[:5].tolist()
+        problems.append(Problem(None, None, f"the index has duplicate labels (e.g. {dup}): rows cannot be named"))
+    return problems
+
+
+def _check_rows(df: pd.DataFrame) -> list[Problem]:
+    problems: list[Problem] = []
+    has_bbox = all(c in df.columns for c in BBOX_COLUMNS)
+    for idx, row in zip(df.index, df.to_dict("records")):
+        label = row.get("label")
+        if _is_empty(label):
+            problems.append(Problem(idx, "label", "is empty"))
+        path = row.get("path")
+        if _is_empty(path) or not isinstance(path, (str, os.PathLike)):
+            problems.append(Problem(idx, "path", f"must be a non-empty string, got {path!r}"))
+        split = row.get("split")
+        if split not in SPLITS:
+            problems.append(Problem(idx, "split", f"must be one of {SPLITS}, got {split!r}"))
+        for col in ("is_query", "is_gallery"):
+            value = row.get(col)
+            if _is_empty(value):
+                if split == "validation":
+                    problems.append(Problem(idx, col, "is empty on a validation row (must be True or False)"))
+            elif _to_bool(value) is None:
+                problems.append(Problem(idx, col, f"must be True/False (or 1/0), got {value!r}"))
+        if "category" in df.columns and _is_empty(row.get("category")):
+            problems.append(Problem(idx, "category", "is empty (the column is present, so every row needs one)"))
+        if has_bbox:
+            problems.extend(_check_bbox(idx, row))
+    return problems
+
+
+def _check_bbox(idx: Hashable, row: dict) -> list[Problem]:
+    values = {c: row.get(c) for c in BBOX_COLUMNS}
+    empty = [c for c, v in values.items() if _is_empty(v)]
+    if len(empty) == len(BBOX_COLUMNS):
+        return []  # whole image
+    if empty:
+        return [Problem(idx, ",".join(empty), "bbox is partly empty: give all four of x_1, y_1, x_2, y_2 or none")]
+    problems = []
+    nums = {}
+    for c, v in values.items():
+        n = _to_number(v)
+        if n is None:
+            problems.append(Problem(idx, c, f"bbox coordinate must be a finite number, got {v!r}"))
+        elif n < 0:
+            problems.append(Problem(idx, c, f"bbox coordinate must be >= 0, got {v!r}"))
+        else:
+            nums[c] = n
+    if "x_1" in nums and "x_2" in nums and nums["x_2"] <= nums["x_1"]:
+        problems.append(Problem(idx, "x_1,x_2", f"bbox needs x_1 < x_2, got {values['x_1']!r} >= {values['x_2']!r}"))
+    if "y_1" in nums and "y_2" in nums and nums["y_2"] <= nums["y_1"]:
+        problems.append(Problem(idx, "y_1,y_2", f"bbox needs y_1 < y_2, got {values['y_1']!r} >= {values['y_2']!r}"))
+    return problems
+
+
+def _check_sets(df: pd.DataFrame) -> list[Problem]:
+    """Whole-table checks: labels are consistent, the validation split can be retrieved on."""
+    problems: list[Problem] = []
+    if "label" in df.columns:
+        kinds = {"number" if _to_number(v) is not None else type(v).__name__
+                 for v in df["label"].tolist() if not _is_empty(v)}
+        if len(kinds) > 1:
+            problems.append(Problem(None, "label", f"mixes label kinds {sorted(kinds)}: use one kind"))
+    if "category" in df.columns and "label" in df.columns:
+        per_label = df.dropna(subset=["label", "category"]).groupby("label")["category"].nunique()
+        for label in per_label[per_label > 1].index.tolist()[:_MAX_LISTED]:
+            rows = df.index[df["label"] == label].tolist()[:5]
+            problems.append(Problem(None, "category", f"label {label!r} has several categories (rows {rows}...)"))
+    if {"split", "is_query", "is_gallery"} <= set(df.columns):
+        val = df[df["split"] == "validation"]
+        if len(val):
+            q = val["is_query"].map(_to_bool)
+            g = val["is_gallery"].map(_to_bool)
+            if not (q == True).any():  # noqa: E712 - elementwise
+                problems.append(Problem(None, "is_query", "the validation split has no query rows"))
+            if not (g == True).any():  # noqa: E712
+                problems.append(Problem(None, "is_gallery", "the validation split has no gallery rows"))
+    return problems
+
+
+def _check_files(df: pd.DataFrame, dataset_root: str | os.PathLike | None, decode: bool) -> list[Problem]:
+    from PIL import Image  # local: keeps `import oml_viz.data` light
+
+    problems: list[Problem] = []
+    has_bbox = all(c in df.columns for c in BBOX_COLUMNS)
+    for idx, row in zip(df.index, df.to_dict("records")):
+        path = row.get("path")
+        if _is_empty(path) or not isinstance(path, (str, os.PathLike)):
+            continue  # already reported
+        full = resolve_path(path, dataset_root)
+        if not full.is_file():
+            problems.append(Problem(idx, "path", f"file not found: {full}"))
+            continue
+        try:
+            with Image.open(full) as im:
+                size = im.size
+                if decode:
+                    im.load()
+        except Exception as e:  # PIL raises many kinds for a broken file
+            problems.append(Problem(idx, "path", f"cannot read image {full}: {type(e).__name__}: {e}"))
+            continue
+        if has_bbox:
+            try:
+                box = row_bbox(row)
+            except ValueError:
+                continue  # already reported
+            if box is not None and (box[2] > size[0] or box[3] > size[1]):
+                problems.append(Problem(idx, "x_2,y_2", f"bbox {box} exceeds the image size {size[0]}x{size[1]}"))
+    return problems
+
+
+def check_dataframe(
+    df: pd.DataFrame,
+    dataset_root: str | os.PathLike | None = None,
+    *,
+    check_files: bool = True,
+    decode: bool = False,
+) -> list[Problem]:
+    """Every problem in an OML dataframe, as a list (empty when valid).
+
+    Args:
+        df: the dataframe.
+        dataset_root: the folder relative paths start from; defaults to
+            ``df.attrs["dataset_root"]`` (set by :func:`read_dataframe`), else the cwd.
+        check_files: also check each file exists, opens as an image and holds its bbox.
+        decode: decode each image fully (finds truncated files; slower).
+    """
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    if dataset_root is None:
+        dataset_root = df.attrs.get("dataset_root")
+    problems = _check_columns(df)
+    if any(p.row is None and p.column in REQUIRED_COLUMNS for p in problems) or df.index.has_duplicates:
+        return problems  # rows cannot be checked meaningfully
+    problems += _check_rows(df)
+    problems += _check_sets(df)
+    if check_files:
+        problems += _check_files(df, dataset_root, decode)
+    return problems
+
+
+def normalize_dataframe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with ``is_query``/``is_gallery`` as bool (empty -> False) and bbox columns as float."""
+    out = df.copy()
+    for col in ("is_query", "is_gallery"):
+        out[col] = [bool(_to_bool(v)) if not _is_empty(v) else False for v in out[col].tolist()]
+        out[col] = out[col].astype(bool)
+    if all(c in out.columns for c in BBOX_COLUMNS):
+        for c in BBOX_COLUMNS:
+            out[c] = pd.to_numeric(out[c], errors="coerce").astype("float64")
+    labels = out["label"]
+    if labels.dtype.kind == "f" and labels.notna().all() and (labels % 1 == 0).all():
+        out["label"] = labels.astype("int64")
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def validate_dataframe(
+    df: pd.DataFrame,
+    dataset_root: str | os.PathLike | None = None,
+    *,
+    check_files: bool = True,
+    decode: bool = False,
+) -> pd.DataFrame:
+    """Check an OML dataframe and return a normalised copy; raise :class:`DataFrameError` if invalid.
+
+    The error lists every problem with its row (index label) and column.
+
+    Example:
+        >>> df = validate_dataframe(pd.read_csv("df.csv"), "data/")  # doctest: +SKIP
+    """
+    problems = check_dataframe(df, dataset_root, check_files=check_files, decode=decode)
+    if problems:
+        raise DataFrameError(problems)
+    out = normalize_dataframe(df)
+    if dataset_root is not None:
+        out.attrs["dataset_root"] = str(dataset_root)
+    return out
+
+
+def read_dataframe(
+    source: str | os.PathLike | pd.DataFrame,
+    dataset_root: str | os.PathLike | None = None,
+    *,
+    check_files: bool = True,
+    decode: bool = False,
+) -> pd.DataFrame:
+    """Read (a CSV path) or take (a DataFrame) an OML dataframe, validate and normalise it.
+
+    ``dataset_root`` defaults to the CSV's folder. The root is kept in
+    ``df.attrs["dataset_root"]`` so the renderer finds the images.
+
+    Example:
+        >>> df = read_dataframe("demo/df.csv")   # doctest: +SKIP
+        >>> df.attrs["dataset_root"]             # doctest: +SKIP
+        'demo'
+    """
+    if isinstance(source, pd.DataFrame):
+        df = source
+    else:
+        csv = Path(source).expanduser()
+        if not csv.is_file():
+            raise FileNotFoundError(f"dataframe file not found: {csv}")
+        df = pd.read_csv(csv, dtype={"path": str, "split": str})
+        if dataset_root is None:
+            dataset_root = csv.parent
+    return validate_dataframe(df, dataset_root, check_files=check_files, decode=decode)
+
+
+def image_paths(df: pd.DataFrame, dataset_root: str | os.PathLike | None = None) -> list[Path]:
+    """Absolute-or-root-joined path of every row (root defaults to ``df.attrs``)."""
+    if dataset_root is None:
+        dataset_root = df.attrs.get("dataset_root")
+    return [resolve_path(p, dataset_root) for p in df["path"].tolist()]
+
+
+def bboxes(df: pd.DataFrame) -> list[tuple[int, int, int, int] | None]:
+    """The bbox of every row (None = whole image); all None when the columns are absent."""
+    if not all(c in df.columns for c in BBOX_COLUMNS):
+        return [None] * len(df)
+    return [row_bbox(r) for r in df[list(BBOX_COLUMNS)].to_dict("records")]
+
+
+def split_ids(df: pd.DataFrame, split: str = "validation") -> np.ndarray:
+    """Positions (0..N-1) of the rows in one split."""
+    return np.flatnonzero((df["split"] == split).to_numpy())
+
+
+__all__: Iterable[str] = [
+    "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "BBOX_COLUMNS", "SPLITS", "Problem", "DataFrameError",
+    "check_dataframe", "validate_dataframe", "normalize_dataframe", "read_dataframe", "resolve_path",
+    "row_bbox", "bboxes", "image_paths", "split_ids",
+]
