@@ -1,0 +1,224 @@
+"""Grad-CAM for embedding models: which pixels make the embedding point where it points.
+
+A classifier's Grad-CAM explains one logit; an embedding model has none. The target here is
+the dot product of the embedding with a *reference* embedding: the image's own (detached)
+embedding by default, which explains the embedding as a whole, or another image's, which
+explains what the two share (see :func:`oml_viz.explain.explain_pair`). Methods come from
+pytorch-grad-cam (>= 1.5) by name.
+
+The model is left as it was: grad-cam's ``model.eval()`` and ``zero_grad()`` are undone,
+its hooks are released even when it raises, and frozen parameters stay frozen (the input
+carries the gradient instead).
+
+Example:
+    >>> heat = gradcam_map(resnet, img)                          # (H, W) float32 in [0, 1]
+    ... # doctest: +SKIP
+    >>> heat = gradcam_map(resnet, img, reference=other_emb, method="gradcam++")  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from oml_viz.explain.inputs import (fit_input_size, images_to_tensor, is_vit, model_device, resize_map,
+                                    to_rgb, unwrap_model)
+from oml_viz.explain.overlay import overlay_heatmap
+from oml_viz.explain.state import preserved_state
+
+
+def _methods() -> dict[str, type]:
+    import pytorch_grad_cam as pgc
+
+    return {
+        "gradcam": pgc.GradCAM,
+        "gradcam++": pgc.GradCAMPlusPlus,
+        "xgradcam": pgc.XGradCAM,
+        "layercam": pgc.LayerCAM,
+        "hirescam": pgc.HiResCAM,
+        "gradcamelementwise": pgc.GradCAMElementWise,
+        "eigencam": pgc.EigenCAM,
+        "eigengradcam": pgc.EigenGradCAM,
+        "scorecam": pgc.ScoreCAM,
+        "kpcacam": pgc.KPCA_CAM,
+        "shapleycam": pgc.ShapleyCAM,
+    }
+
+
+CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "gradcamelementwise",
+                                "eigencam", "eigengradcam", "scorecam", "kpcacam", "shapleycam")
+
+
+class EmbeddingTarget:
+    """Grad-CAM target: ``<embedding, reference>``, the similarity the map explains.
+
+    >>> EmbeddingTarget(torch.tensor([1.0, 0.0]))(torch.tensor([3.0, 4.0]))
+    tensor(3.)
+    """
+
+    def __init__(self, reference: torch.Tensor):
+        self.reference = reference.detach()
+
+    def __call__(self, embedding: torch.Tensor) -> torch.Tensor:
+        ref = self.reference.to(device=embedding.device, dtype=embedding.dtype)
+        return (embedding.reshape(-1) * ref.reshape(-1)).sum()
+
+
+def default_target_layer(model: nn.Module) -> nn.Module:
+    """The last convolutional stage: ``layer4[-1]`` for ResNets, else timm's last feature stage
+    (``stages[-1]`` for ConvNeXt, ``blocks[-1]`` for EfficientNet, ...); ``blocks[-1].norm1``
+    for vision transformers."""
+    layer4 = getattr(model, "layer4", None)
+    if isinstance(layer4, nn.Sequential) and len(layer4):
+        return layer4[-1]
+    if isinstance(layer4, nn.Module):
+        return layer4
+    if is_vit(model):
+        last = model.blocks[-1]
+        return getattr(last, "norm1", last)
+    info = getattr(model, "feature_info", None)
+    try:
+        name = info[-1]["module"]
+        return model.get_submodule(name)
+    except (TypeError, KeyError, IndexError, AttributeError):
+        pass
+    raise ValueError(f"target_layer: cannot find the last convolutional stage of {type(model).__name__}; "
+                     "pass target_layer=<module> (e.g. model.layer4[-1])")
+
+
+def _vit_reshape(model: nn.Module, height: int, width: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    from oml_viz.explain.attention import token_grid
+
+    p = int(model.num_prefix_tokens)
+    gh, gw = token_grid(model, height, width)
+
+    def reshape(t: torch.Tensor) -> torch.Tensor:
+        if t.ndim == 4:  # NHWC tokens from some timm models
+            return t.permute(0, 3, 1, 2)
+        return t[:, p:, :].reshape(t.shape[0], gh, gw, t.shape[-1]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def _as_reference_list(reference: Any, n: int) -> list[torch.Tensor | None]:
+    if reference is None:
+        return [None] * n
+    if isinstance(reference, (list, tuple)):
+        if len(reference) != n:
+            raise ValueError(f"reference: {len(reference)} references for {n} images")
+        return [None if r is None else torch.as_tensor(np.asarray(r, dtype=np.float32)
+                                                       if not isinstance(r, torch.Tensor) else r).float()
+                for r in reference]
+    ref = reference if isinstance(reference, torch.Tensor) else torch.as_tensor(np.asarray(reference, dtype=np.float32))
+    ref = ref.detach().float()
+    if ref.ndim == 1:
+        return [ref] * n
+    if ref.ndim == 2 and ref.shape[0] == n:
+        return list(ref)
+    raise ValueError(f"reference must be one (D,) embedding or ({n}, D), got shape {tuple(ref.shape)}")
+
+
+def _resolve_method(method: Any) -> type:
+    if isinstance(method, type):
+        return method
+    methods = _methods()
+    cls = methods.get(str(method).lower().replace("_", "").replace("-", ""))
+    if cls is None:
+        raise ValueError(f"method: unknown or unsupported Grad-CAM method {method!r}; choose from {CAM_METHODS}")
+    return cls
+
+
+def gradcam_maps(
+    model: nn.Module,
+    images: Sequence[Any],
+    reference: Any = None,
+    method: Any = "gradcam",
+    target_layer: nn.Module | None = None,
+    *,
+    input_size: tuple[int, int] | None = None,
+) -> list[np.ndarray]:
+    """:func:`gradcam_map` for several images: one embedding target per image, images of one
+    input size run as one batch. ``reference``: None, one (D,) embedding for all, (B, D) or a
+    list (items may be None = the image's own)."""
+    net = unwrap_model(model)
+    cam_cls = _resolve_method(method)
+    layer = target_layer if target_layer is not None else default_target_layer(net)
+    if not any(m is layer for m in net.modules()):
+        raise ValueError("target_layer: the module is not part of the model")
+    rgbs = [to_rgb(im, f"images[{i}]") for i, im in enumerate(images)]
+    refs = _as_reference_list(reference, len(rgbs))
+    sizes = [tuple(input_size) if input_size is not None else fit_input_size(net, *r.shape[:2]) for r in rgbs]
+    out: list[np.ndarray | None] = [None] * len(rgbs)
+    device = model_device(net)
+    for size in dict.fromkeys(sizes):  # groups of equal input size, first-seen order
+        idx = [i for i, s in enumerate(sizes) if s == size]
+        x = images_to_tensor(net, [rgbs[i] for i in idx], size).to(device)  # type: ignore[arg-type]
+        cams = _run_cam(net, x, [refs[i] for i in idx], cam_cls, layer)
+        for j, i in enumerate(idx):
+            out[i] = resize_map(cams[j], *rgbs[i].shape[:2])
+    return out  # type: ignore[return-value]
+
+
+def _run_cam(net: nn.Module, x: torch.Tensor, refs: list[torch.Tensor | None], cam_cls: type,
+             layer: nn.Module) -> np.ndarray:
+    reshape = _vit_reshape(net, x.shape[-2], x.shape[-1]) if is_vit(net) else None
+    with preserved_state(net):
+        net.eval()
+        if any(r is None for r in refs):
+            with torch.no_grad():
+                own = net(x).detach()
+            refs = [own[i] if r is None else r for i, r in enumerate(refs)]
+        targets = [EmbeddingTarget(r) for r in refs]
+        # Frozen parameters leave activations without a graph: let the input carry the gradient.
+        x = x.detach().requires_grad_(True)
+        cam = cam_cls(model=net, target_layers=[layer], reshape_transform=reshape)
+        try:
+            with torch.enable_grad():
+                maps = cam(input_tensor=x, targets=targets)
+        finally:
+            cam.activations_and_grads.release()  # grad-cam's __exit__ would swallow IndexError
+    return np.asarray(maps, dtype=np.float32)
+
+
+def gradcam_map(
+    model: nn.Module,
+    image: Any,
+    reference: Any = None,
+    method: Any = "gradcam",
+    target_layer: nn.Module | None = None,
+    *,
+    input_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """Grad-CAM of the embedding: float32 (H, W) in [0, 1] at the input image's size.
+
+    Args:
+        model: a timm model (CNN or ViT) or an ``oml_viz.models`` extractor; its output is the
+            embedding (extractors: before ``normalise_features``, whose gradient vanishes
+            along the image's own embedding).
+        image: RGB uint8 array, PIL image or path, any size.
+        reference: the embedding to compare with, (D,); None = the image's own, detached.
+        method: a name from :data:`CAM_METHODS` or a pytorch-grad-cam class.
+        target_layer: the module whose activations are weighted; default
+            :func:`default_target_layer`.
+        input_size: (H, W) to feed the model instead of the automatic choice.
+    """
+    return gradcam_maps(model, [image], None if reference is None else [reference], method, target_layer,
+                        input_size=input_size)[0]
+
+
+def draw_gradcam(
+    model: nn.Module,
+    image: Any,
+    reference: Any = None,
+    method: Any = "gradcam",
+    target_layer: nn.Module | None = None,
+    *,
+    cmap: Any = "jet",
+    alpha: float = 0.5,
+    input_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The Grad-CAM map over the image: uint8 (H, W, 3) RGB, hot = red with ``"jet"``."""
+    heat = gradcam_map(model, image, reference, method, target_layer, input_size=input_size)
+    return overlay_heatmap(image, heat, cmap=cmap, alpha=alpha)
