@@ -1,1 +1,16 @@
-"""oml_viz.render"""
+"""oml_viz.render: matplotlib displays built with ``matplotlib.figure.Figure`` (no pyplot state).
+
+Example:
+    >>> import oml_viz as ov
+    >>> fig = ov.plot_worst_queries(res, df, metric="map/5")   # doctest: +SKIP
+    >>> rgb = ov.figure_to_array(fig)                          # doctest: +SKIP
+"""
+from .colors import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR
+from .figure import figure_to_array
+from .layout import GridLayout
+from .queries import QueriesDisplay, QueryRow, Tile, plot_queries, plot_worst_queries
+
+__all__ = [
+    "plot_worst_queries", "plot_queries", "QueriesDisplay", "QueryRow", "Tile", "GridLayout", "figure_to_array",
+    "QUERY_COLOR", "RELEVANT_COLOR", "NOT_RELEVANT_COLOR", "GT_COLOR",
+]
