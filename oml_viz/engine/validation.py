@@ -43,7 +43,17 @@ def as_embeddings(embeddings: Any) -> torch.Tensor:
 def _length(name: str, values: Any, n: int) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
-    array = np.asarray(values) if not isinstance(values, pd.Series) else values.to_numpy()
+    if isinstance(values, (pd.Series, pd.Index)):
+        array = values.to_numpy()
+    elif isinstance(values, np.ndarray):
+        array = values
+    else:
+        values = list(values)
+        if any(isinstance(v, tuple) for v in values):  # tuples are labels, not a second axis
+            array = np.empty(len(values), dtype=object)
+            array[:] = values
+        else:
+            array = np.asarray(values)
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D with one value per embedding; got shape {array.shape}")
     if len(array) != n:
