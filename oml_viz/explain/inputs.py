@@ -139,7 +139,7 @@ def unit_range(m: np.ndarray | torch.Tensor) -> np.ndarray:
     a = m.detach().float().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.float32)
     a = np.nan_to_num(a.astype(np.float32))
     lo, hi = float(a.min()), float(a.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+    if hi - lo <= 1e-5 * max(abs(hi), abs(lo), 1e-30):  # float noise on a flat map is not a signal
         return np.zeros_like(a, dtype=np.float32)
     return ((a - lo) / (hi - lo)).astype(np.float32)
 
