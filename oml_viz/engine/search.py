@@ -31,16 +31,30 @@ class Exclusions:
 
     starts: torch.Tensor  # (n_codes + 1,) offsets into ``positions``
     positions: torch.Tensor  # gallery positions sorted by sequence code
+    at_most_one: bool  # no sequence holds two gallery items
+    only: torch.Tensor  # with at_most_one: the gallery position of each code, or -1
 
     @classmethod
     def build(cls, gallery_seq: np.ndarray, n_codes: int, device: torch.device) -> "Exclusions":
         order = np.argsort(gallery_seq, kind="stable")
         counts = np.bincount(gallery_seq, minlength=n_codes)
         starts = np.concatenate([[0], np.cumsum(counts)])
-        return cls(torch.as_tensor(starts, device=device), torch.as_tensor(order, device=device))
+        only = np.full(n_codes, -1, dtype=np.int64)
+        only[gallery_seq] = np.arange(len(gallery_seq))
+        return cls(
+            torch.as_tensor(starts, device=device),
+            torch.as_tensor(order, device=device),
+            bool(counts.max(initial=0) <= 1),
+            torch.as_tensor(only, device=device),
+        )
 
     def pairs(self, query_seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(row, gallery position) of every excluded pair for a chunk of queries."""
+        if self.at_most_one:  # the common case: each query excludes only itself
+            rows = torch.arange(len(query_seq), device=query_seq.device)
+            pos = self.only[query_seq]
+            keep = pos >= 0
+            return rows[keep], pos[keep]
         begin, end = self.starts[query_seq], self.starts[query_seq + 1]
         counts = end - begin
         rows = torch.repeat_interleave(torch.arange(len(query_seq), device=counts.device), counts)

@@ -9,8 +9,9 @@ tied values unspecified. Instead:
    before an element's group holds a distinct element that precedes it;
 3. select inside those k * GROUP candidates.
 
-Steps 2 and 3 rank on int64 keys that pack an order-preserving image of the float32 value with the
-index, so ``topk`` sees unique keys and the result is exact and deterministic.
+Steps 2 and 3 use a float ``topk``; ties are then settled on int64 keys that pack an
+order-preserving image of the float32 value with the position, so the result is exact and
+deterministic.
 """
 from __future__ import annotations
 
@@ -25,10 +26,30 @@ def ordered_int(values: torch.Tensor) -> torch.Tensor:
     return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
 
 
-def _smallest_by_key(values: torch.Tensor, index: torch.Tensor, k: int, shift: int) -> torch.Tensor:
-    """Positions (along dim 1) of the k smallest (value, index) pairs, in that order."""
-    keys = (ordered_int(values) << shift) | index
+def _smallest_by_key(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the k smallest entries per row, ordered by (value, position). Exact, slower."""
+    index = torch.arange(values.shape[1], device=values.device)
+    keys = (ordered_int(values) << 32) | index
     return torch.topk(keys, k, dim=1, largest=False, sorted=True).indices
+
+
+def smallest_positions(values: torch.Tensor, k: int) -> torch.Tensor:
+    """Positions of the k smallest entries per row, ordered by (value, position).
+
+    A float ``topk`` does the work; its order among equal values is unspecified, so the k winners
+    are re-sorted on packed keys (cheap: k per row), and the rare rows where values equal to the
+    k-th one were left out are redone on keys over the whole row.
+    """
+    # one extra: when the (k+1)-th value equals the k-th, the cut may have split a tie
+    extra = min(k + 1, values.shape[1])
+    top, pos = torch.topk(values, extra, dim=1, largest=False, sorted=True)
+    tied = (top[:, k] == top[:, k - 1]).nonzero().flatten() if extra > k else pos[:0, 0]
+    top, pos = top[:, :k], pos[:, :k]
+    keys = (ordered_int(top) << 32) | pos
+    pos = pos.gather(1, torch.argsort(keys, dim=1))
+    if len(tied):
+        pos[tied] = _smallest_by_key(values[tied], k)
+    return pos
 
 
 def smallest_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,13 +69,11 @@ def smallest_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     n_groups = cols // GROUP
     device = scores.device
     if n_groups <= k:
-        columns = torch.arange(cols, device=device).expand(rows, cols)
-        pos = _smallest_by_key(scores, columns, k, 32)
+        pos = smallest_positions(scores, k)
         return scores.gather(1, pos), pos
     group_min = scores.view(rows, n_groups, GROUP).amin(dim=2)
-    group_ids = torch.arange(n_groups, device=device).expand(rows, n_groups)
-    best = _smallest_by_key(group_min, group_ids, k, 32).sort(dim=1).values  # in column order
+    best = smallest_positions(group_min, k).sort(dim=1).values  # in column order
     columns = (best.unsqueeze(2) * GROUP + torch.arange(GROUP, device=device)).reshape(rows, k * GROUP)
     candidates = scores.gather(1, columns)
-    pos = _smallest_by_key(candidates, columns, k, 32)
+    pos = smallest_positions(candidates, k)  # positions follow column order: ties by column
     return candidates.gather(1, pos), columns.gather(1, pos)
