@@ -242,3 +242,17 @@ def test_no_pyplot_figure_registered(res):
     ov.plot_queries(res, item_images(), [0], n_instances=1, n_gt=0)
     if "matplotlib.pyplot" in sys.modules:
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+@pytest.mark.parametrize("dpi", [50, 200])
+def test_savefig_at_another_dpi_scales_the_whole_grid(res, dpi):
+    import io
+
+    disp = QueriesDisplay.from_results(res, item_images(), [0, 3], n_instances=4, n_gt=2).plot()
+    buf = io.BytesIO()
+    disp.figure_.savefig(buf, format="png", dpi=dpi)
+    out = np.asarray(Image.open(buf).convert("RGB"))
+    lay = disp.layout_
+    assert out.shape[:2] == (round(lay.height * dpi / 100), round(lay.width * dpi / 100))
+    ref = np.asarray(Image.fromarray(disp.image_).resize((out.shape[1], out.shape[0])))
+    assert np.abs(out.astype(int) - ref).mean() < 3

@@ -23,7 +23,7 @@ import pandas as pd
 from PIL import Image
 
 from .cache import ThumbnailCache, default_cache
-from .dataframe import BBOX_COLUMNS, bboxes, resolve_path
+from .dataframe import BBOX_COLUMNS, resolve_path
 from .images import BBox, ImageLoadError, array_to_rgb, crop_box, open_image, pil_to_rgb
 
 BBoxMode = Literal["crop", "draw", "ignore"]
@@ -111,12 +111,17 @@ class ImageSource:
         cache: ThumbnailCache | None = None,
     ):
         self.cache = cache if cache is not None else default_cache()
+        # Paths are resolved and bboxes parsed per item, on demand: a figure shows ~50 of maybe 100k.
+        self._bbox_table: np.ndarray | None = None
+        self._bbox_list: list[BBox | None] | None = None
         if isinstance(images, pd.DataFrame):
             if "path" not in images.columns:
                 raise ValueError("images: the dataframe has no 'path' column")
-            root = dataset_root if dataset_root is not None else images.attrs.get("dataset_root")
-            self.items: list[Any] = [resolve_path(p, root) for p in images["path"].tolist()]
-            self.bboxes = _df_bboxes(images) if bboxes is None else list(bboxes)
+            self._root = dataset_root if dataset_root is not None else images.attrs.get("dataset_root")
+            self._items: list[Any] = images["path"].tolist()
+            if bboxes is None and all(c in images.columns for c in BBOX_COLUMNS):
+                table = images[list(BBOX_COLUMNS)].apply(pd.to_numeric, errors="coerce")
+                self._bbox_table = table.to_numpy(dtype=np.float64)
         elif isinstance(images, (str, os.PathLike, Image.Image)) or (
             isinstance(images, np.ndarray) and images.ndim < 3
         ):
@@ -124,27 +129,54 @@ class ImageSource:
             raise TypeError("images must hold N images (a sequence, an (N, H, W[, C]) array or a dataframe), "
                             f"got a single {type(images).__name__}")
         else:
-            self.items = [resolve_path(p, dataset_root) if isinstance(p, (str, os.PathLike)) else p for p in images]
-            self.bboxes = list(bboxes) if bboxes is not None else [None] * len(self.items)
-        if len(self.bboxes) != len(self.items):
-            raise ValueError(f"bboxes has {len(self.bboxes)} entries for {len(self.items)} images")
+            self._root = dataset_root
+            self._items = list(images)
+        if bboxes is not None:
+            self._bbox_list = list(bboxes)
+            if len(self._bbox_list) != len(self._items):
+                raise ValueError(f"bboxes has {len(self._bbox_list)} entries for {len(self._items)} images")
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self._items)
+
+    def item(self, i: int) -> Any:
+        """Item ``i``: a resolved Path, or the PIL image / array as given."""
+        raw = self._items[i]
+        return resolve_path(raw, self._root) if isinstance(raw, (str, os.PathLike)) else raw
+
+    @property
+    def items(self) -> list[Any]:
+        """All items (paths resolved)."""
+        return [self.item(i) for i in range(len(self))]
+
+    def bbox(self, i: int) -> BBox | None:
+        """Item ``i``'s (x_1, y_1, x_2, y_2), or None for the whole image; ValueError if partly empty."""
+        if self._bbox_list is not None:
+            return self._bbox_list[i]
+        if self._bbox_table is None:
+            return None
+        row = self._bbox_table[i]
+        if np.isnan(row).all():
+            return None
+        if np.isnan(row).any():
+            raise ValueError(f"bbox {row.tolist()} of item {i} is partly empty or not numeric")
+        return tuple(int(round(v)) for v in row)  # type: ignore[return-value]
 
     def describe(self, i: int) -> str:
-        item = self.items[i]
+        item = self.item(i)
         return str(item) if isinstance(item, Path) else f"{type(item).__name__} #{i}"
 
     def thumbnail(self, i: int, max_side: int, bbox_mode: BBoxMode = "crop") -> Thumbnail:
         """Item ``i`` fitted into a ``max_side`` square; never raises for a bad file."""
         if bbox_mode not in BBOX_MODES:
             raise ValueError(f"bbox_mode must be one of {BBOX_MODES}, got {bbox_mode!r}")
-        if not 0 <= i < len(self.items):
-            raise IndexError(f"item id {i} is out of range for {len(self.items)} images")
-        item, bbox = self.items[i], self.bboxes[i]
-        if bbox_mode == "ignore":
-            bbox = None
+        if not 0 <= i < len(self._items):
+            raise IndexError(f"item id {i} is out of range for {len(self._items)} images")
+        item = self.item(i)
+        try:
+            bbox = None if bbox_mode == "ignore" else self.bbox(i)
+        except ValueError as e:
+            return Thumbnail(None, error=f"bad bbox\n{e}"[:120], source=self.describe(i))
         if isinstance(item, Path):
             try:
                 st = os.stat(item)
@@ -160,7 +192,7 @@ class ImageSource:
 
     def image(self, i: int, bbox_mode: BBoxMode = "crop") -> np.ndarray:
         """Item ``i`` at full resolution as RGB uint8 (cropped when ``bbox_mode="crop"``); raises on a bad file."""
-        item, bbox = self.items[i], self.bboxes[i]
+        item, bbox = self.item(i), self.bbox(i)
         if isinstance(item, Path):
             im = pil_to_rgb(open_image(item))
         elif isinstance(item, Image.Image):
@@ -170,15 +202,6 @@ class ImageSource:
         if bbox is not None and bbox_mode == "crop":
             im = im.crop(crop_box(im.width, im.height, bbox))
         return np.asarray(im, dtype=np.uint8)
-
-
-def _df_bboxes(df: pd.DataFrame) -> list[BBox | None]:
-    if not all(c in df.columns for c in BBOX_COLUMNS):
-        return [None] * len(df)
-    try:
-        return bboxes(df)
-    except ValueError as e:
-        raise ValueError(f"images: {e}; run oml_viz.data.validate_dataframe for row-level details") from e
 
 
 __all__ = ["ImageSource", "Thumbnail", "make_thumbnail", "BBOX_MODES", "ImageLoadError"]

@@ -1,7 +1,8 @@
-"""Text drawn straight into the grid's pixels with PIL (DejaVu Sans, shipped with matplotlib).
+"""Text drawn straight into the grid's pixels (DejaVu Sans, shipped with matplotlib).
 
-Eighty matplotlib Text artists cost about a second to lay out and draw on 2 cores; PIL draws the
-same titles in tens of milliseconds, and the text then scales with the grid in any axes.
+Eighty matplotlib Text artists cost about a second to lay out and draw on 2 cores. Here each line
+is rendered once by PIL into a small alpha mask, kept in an LRU cache (a redrawn grid repeats its
+titles), and blended into the grid with numpy; the text then also scales with the grid in any axes.
 """
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from functools import lru_cache
 import numpy as np
 from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFont
+
+_LINE_GAP = 2
 
 
 @lru_cache(maxsize=16)
@@ -36,29 +39,52 @@ def fit_line(text: str, font, max_width: float) -> str:
     return "…"
 
 
+@lru_cache(maxsize=8192)
+def text_mask(line: str, size_px: int, bold: bool = False, max_width: int | None = None) -> np.ndarray:
+    """(line height, width) uint8 alpha mask of one line of text, shortened to ``max_width``."""
+    font = get_font(size_px, bold)
+    if max_width is not None:
+        line = fit_line(line, font, max_width)
+    ascent, descent = font.getmetrics()
+    width = max(1, int(np.ceil(font.getlength(line))) + 1)
+    im = Image.new("L", (width, ascent + descent), 0)
+    ImageDraw.Draw(im).text((0, 0), line, font=font, fill=255, anchor="la")
+    mask = np.asarray(im)
+    mask.flags.writeable = False
+    return mask
+
+
+def blend_mask(img: np.ndarray, mask: np.ndarray, x0: int, y0: int, color) -> None:
+    """Blend ``color`` into ``img`` (H, W, 3+) where ``mask`` is set, top-left at (x0, y0); clipped."""
+    h, w = mask.shape
+    H, W = img.shape[:2]
+    xa, ya, xb, yb = max(0, x0), max(0, y0), min(W, x0 + w), min(H, y0 + h)
+    if xb <= xa or yb <= ya:
+        return
+    m = mask[ya - y0:yb - y0, xa - x0:xb - x0, None].astype(np.float32) * (1 / 255)
+    region = img[ya:yb, xa:xb, :3]
+    region[:] = (region * (1 - m) + np.asarray(color, np.float32) * m + 0.5).astype(np.uint8)
+
+
 def draw_lines(
-    draw: ImageDraw.ImageDraw,
+    img: np.ndarray,
     lines: list[str],
     cx: float,
     y: float,
-    font,
-    fill=(0, 0, 0),
-    max_width: float | None = None,
+    size_px: int,
+    color=(0, 0, 0),
+    *,
+    max_width: int | None = None,
     anchor_bottom: bool = True,
-    line_gap: int = 2,
+    bold: bool = False,
+    align: str = "center",
 ) -> None:
-    """Centre ``lines`` on ``cx``; the block ends at ``y`` (``anchor_bottom``) or is centred on it."""
-    ascent, descent = font.getmetrics() if hasattr(font, "getmetrics") else (10, 2)
-    step = ascent + descent + line_gap
-    block = step * len(lines) - line_gap
+    """Draw ``lines`` centred on ``cx`` (or starting at it, ``align="left"``); the block ends at
+    ``y`` (``anchor_bottom``) or is centred on it."""
+    masks = [text_mask(line, size_px, bold, max_width) for line in lines]
+    step = masks[0].shape[0] + _LINE_GAP if masks else 0
+    block = step * len(masks) - _LINE_GAP
     top = y - block if anchor_bottom else y - block / 2
-    for i, line in enumerate(lines):
-        if max_width is not None:
-            line = fit_line(line, font, max_width)
-        draw.text((cx, top + i * step), line, font=font, fill=fill, anchor="ma")
-
-
-def text_canvas(img: np.ndarray) -> tuple[Image.Image, ImageDraw.ImageDraw]:
-    """A PIL view to draw text on; copy back with ``np.asarray``."""
-    pil = Image.fromarray(img)
-    return pil, ImageDraw.Draw(pil)
+    for i, m in enumerate(masks):
+        x0 = cx if align == "left" else cx - m.shape[1] / 2
+        blend_mask(img, m, int(round(x0)), int(round(top + i * step)), color)

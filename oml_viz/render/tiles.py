@@ -27,13 +27,20 @@ def inner_side(tile: int, frame: int) -> int:
 
 
 def framed_tile(
-    thumb: np.ndarray, tile: int, frame: int, color, bbox: tuple[int, int, int, int] | None = None
+    thumb: np.ndarray,
+    tile: int,
+    frame: int,
+    color,
+    bbox: tuple[int, int, int, int] | None = None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """A (tile, tile, 3) uint8 square: ``thumb`` centred on white, framed in ``color``.
 
-    ``bbox`` (thumbnail pixels) is drawn in :data:`BBOX_COLOR` when given.
+    ``bbox`` (thumbnail pixels) is drawn in :data:`BBOX_COLOR` when given. ``out``: a
+    (tile, tile, 3) view to draw into (the grid itself), else a new array.
     """
-    out = np.empty((tile, tile, 3), dtype=np.uint8)
+    if out is None:
+        out = np.empty((tile, tile, 3), dtype=np.uint8)
     out[:] = BACKGROUND_COLOR
     h, w = thumb.shape[:2]
     side = inner_side(tile, frame)
