@@ -1,1 +1,29 @@
-"""oml_viz.widgets"""
+"""oml_viz.widgets: ipywidgets panels over one ``RetrievalResult`` (thin views: no maths here).
+
+- :class:`MetricsPanel`: metrics per category, a metric selector, the CMC@k curve.
+- :class:`WorstQueriesPanel`: the worst queries, paged; a click on a result explains the pair.
+- :class:`AttentionPanel`: ViT attention per item, block, head (mean / one / max) or rollout.
+- :class:`GradCAMPanel`: Grad-CAM per method and layer, toward the own embedding or a gallery item.
+- :class:`Dashboard`: all of them as tabs, plus ``save_html`` for a static report.
+
+Images are PNG bytes made without pyplot and cached by view state; clicks update existing
+widgets in place and heavy work runs on one worker thread. Every panel has ``export_png(path)``
+and ``close()``.
+
+Example:
+    >>> from oml_viz.widgets import Dashboard
+    >>> dash = Dashboard(res, df, model=vit, cnn=resnet)   # doctest: +SKIP
+    >>> dash.save_html("report.html")                      # doctest: +SKIP
+"""
+from .attention_panel import AttentionPanel
+from .base import Panel
+from .dashboard import Dashboard
+from .gradcam_panel import GradCAMPanel, target_layer_names
+from .metrics_panel import MetricsPanel, metrics_figure
+from .png import PngCache, figure_to_png, rgb_to_png
+from .worst_queries_panel import WorstQueriesPanel
+
+__all__ = [
+    "Dashboard", "MetricsPanel", "WorstQueriesPanel", "AttentionPanel", "GradCAMPanel", "Panel",
+    "PngCache", "figure_to_png", "rgb_to_png", "metrics_figure", "target_layer_names",
+]

@@ -1,0 +1,122 @@
+"""``Dashboard``: the panels as tabs over one shared ``RetrievalResult``, and a static HTML report.
+
+Example:
+    >>> from oml_viz.widgets import Dashboard
+    >>> dash = Dashboard(res, df, model=vit, cnn=resnet)      # doctest: +SKIP
+    >>> dash                                                  # doctest: +SKIP
+    >>> dash.save_html("report.html")                         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+from typing import Any, Hashable, Sequence
+
+import ipywidgets as w
+
+from oml_viz.explain.inputs import is_vit, unwrap_model
+
+from .attention_panel import AttentionPanel
+from .base import Panel, close_tree, item_categories, write_atomic
+from .gradcam_panel import GradCAMPanel
+from .items import default_item_ids
+from .metrics_panel import MetricsPanel
+from .report import html_report
+from .tables import metrics_table_html
+from .worst_queries_panel import WorstQueriesPanel
+
+
+class Dashboard(w.VBox):
+    """Metrics, worst queries, attention and Grad-CAM tabs over one retrieval result.
+
+    Args:
+        res: the :class:`oml_viz.RetrievalResult`.
+        images: the N items' images (paths / PIL / arrays) or the OML dataframe.
+        model: the embedding model (a ViT gives the Attention tab; it explains result pairs).
+        cnn: a CNN for the Grad-CAM tab (default: ``model``).
+        dataset_root: root of relative paths (default: ``df.attrs["dataset_root"]``).
+        categories: one per item (default: the result's, else the dataframe's ``category``).
+        item_ids: the items the Attention and Grad-CAM tabs offer (default: the 12 worst queries).
+        metric: the metric the panels start with.
+        gradcam_kwargs: more arguments for :class:`GradCAMPanel` (``methods``, ``layers``, ``input_size``).
+        background: False makes every render finish before a call returns.
+
+    Tabs without what they need (no model, a model that is not a ViT) are left out.
+    """
+
+    def __init__(self, res: Any, images: Any, model: Any = None, cnn: Any = None, *,
+                 dataset_root: str | os.PathLike | None = None, categories: Sequence[Hashable] | None = None,
+                 item_ids: Sequence[int] | None = None, metric: str = "map/5",
+                 gradcam_kwargs: dict | None = None, background: bool = True):
+        super().__init__()
+        self.add_class("ov-dashboard")
+        self.res, self.images, self.model, self.cnn = res, images, model, cnn
+        self.dataset_root = dataset_root if dataset_root is not None else getattr(images, "attrs", {}).get(
+            "dataset_root")
+        cats = item_categories(images, res, categories)
+        if item_ids is None:
+            item_ids = default_item_ids(res, len(res.labels), metric, n=12)
+        common = dict(dataset_root=dataset_root, background=background)
+        self.metrics = MetricsPanel(res, cats, metric=metric, background=background)
+        self.worst = WorstQueriesPanel(res, images, model=model if model is not None else cnn, categories=cats,
+                                       metric=metric, **common)
+        self.attention: AttentionPanel | None = None
+        if model is not None and is_vit(unwrap_model(model)):
+            self.attention = AttentionPanel(model, images, res=res, item_ids=item_ids, **common)
+        cam_model = cnn if cnn is not None else model
+        self.gradcam: GradCAMPanel | None = None
+        if cam_model is not None:
+            self.gradcam = GradCAMPanel(cam_model, images, res=res, item_ids=item_ids, **common,
+                                        **(gradcam_kwargs or {}))
+        pages = [("Metrics", self.metrics), ("Worst queries", self.worst), ("Attention", self.attention),
+                 ("Grad-CAM", self.gradcam)]
+        pages = [(t, p) for t, p in pages if p is not None]
+        self.tabs = w.Tab(children=[p for _, p in pages], titles=[t for t, _ in pages])
+        self.tabs.add_class("ov-tabs")
+        self.children = [self.tabs]
+
+    @property
+    def panels(self) -> dict[str, Panel]:
+        """The panels by tab title."""
+        return dict(zip(self.tabs.titles, self.tabs.children))
+
+    def wait(self, timeout: float | None = 120.0) -> "Dashboard":
+        """Block until every panel's pending renders are done."""
+        for p in self.panels.values():
+            p.wait(timeout)
+        return self
+
+    def save_html(self, path: str | os.PathLike, title: str = "oml_viz report") -> Path:
+        """Write a standalone HTML report of every tab's current view (images inlined as base64).
+
+        Every label, path and title is HTML-escaped; the file is written whole or not at all.
+        """
+        sections = []
+        sections.append(("Metrics", metrics_table_html(self.metrics.table, self.metrics.metric.value),
+                         [self.metrics.view_png()]))
+        state = self.worst.state
+        desc = (f"<p>ranked by <b>{html.escape(str(state['metric']))}</b>, category "
+                f"{html.escape(str(state['category'] if state['category'] is not None else 'all'))}, page "
+                f"{state['page'] + 1} of {self.worst.n_pages}</p>")
+        sections.append(("Worst queries", desc, [self.worst.view_png()]))
+        for name, panel in (("Attention", self.attention), ("Grad-CAM", self.gradcam)):
+            if panel is not None:
+                body = "<p>" + ", ".join(f"{html.escape(str(k))} = {html.escape(str(v))}"
+                                         for k, v in panel.state.items()) + "</p>"
+                sections.append((name, body, [panel.view_png()]))
+        meta = [("result", repr(self.res))]
+        if self.dataset_root is not None:
+            meta.append(("dataset root", str(self.dataset_root)))
+        for name, m in (("model", self.model), ("cnn", self.cnn)):
+            if m is not None:
+                meta.append((name, getattr(m, "arch", type(m).__name__)))
+        return write_atomic(path, html_report(title, sections, meta).encode("utf-8"))
+
+    def close(self) -> None:
+        """Close every panel and widget of the dashboard."""
+        for panel in list(self.tabs.children):
+            panel.close()
+        close_tree(self.tabs)
+        super().close()
+

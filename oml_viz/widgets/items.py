@@ -1,0 +1,69 @@
+"""The items panels show: full images by item id, short labels for pickers, and which items to offer."""
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from oml_viz.data.sources import ImageSource
+
+
+class Items:
+    """The N images behind a result (paths / PIL / arrays, or an OML dataframe) plus their labels.
+
+    Example:
+        >>> items = Items(df, labels=df["label"])        # doctest: +SKIP
+        >>> items.image(3).shape, items.describe(3)      # doctest: +SKIP
+        ((64, 64, 3), 'item 3 · label 0')
+    """
+
+    def __init__(self, images: Sequence[Any] | pd.DataFrame, dataset_root: str | os.PathLike | None = None,
+                 labels: Sequence[Any] | None = None):
+        self.images = images
+        self.dataset_root = dataset_root
+        self.source = ImageSource(images, dataset_root)
+        if labels is None and isinstance(images, pd.DataFrame) and "label" in images.columns:
+            labels = images["label"].to_numpy()
+        self.labels = None if labels is None else np.asarray(labels, dtype=object)
+        if self.labels is not None and len(self.labels) != len(self.source):
+            raise ValueError(f"images holds {len(self.source)} items but there are {len(self.labels)} labels "
+                             "(one per item of the result)")
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def check_id(self, item: int, name: str = "item") -> int:
+        if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or not 0 <= int(item) < len(self):
+            raise ValueError(f"{name}: {item!r} is not an item id in 0..{len(self) - 1}")
+        return int(item)
+
+    def image(self, item: int) -> np.ndarray:
+        """Full-size RGB uint8 of ``item`` (cropped to its bbox); raises for a missing/broken file."""
+        return self.source.image(self.check_id(item))
+
+    def describe(self, item: int) -> str:
+        label = "" if self.labels is None else f" · label {self.labels[item]}"
+        return f"item {int(item)}{label}"
+
+
+def default_item_ids(res: Any, n_items: int, metric: str = "map/5", n: int = 20) -> list[int]:
+    """Items a picker offers first: the ``n`` worst queries by ``metric`` when there is a result,
+    else the first ``n`` items."""
+    if res is None:
+        return list(range(min(n, n_items)))
+    try:
+        ids = [int(i) for i in res.worst_queries(metric, n)]
+    except ValueError:  # metric k above top_n: fall back to the queries in order
+        ids = []
+    return ids or [int(i) for i in res.query_ids[:n]]
+
+
+def check_item_ids(item_ids: Sequence[int] | None, items: Items, res: Any, metric: str) -> list[int]:
+    ids = default_item_ids(res, len(items), metric) if item_ids is None else [int(i) for i in item_ids]
+    if not ids:
+        raise ValueError("item_ids: no items to show")
+    for i in ids:
+        items.check_id(i, "item_ids")
+    return list(dict.fromkeys(ids))

@@ -1,0 +1,118 @@
+"""``MetricsPanel``: metrics per category as a table, a metric selector and the CMC@k curve.
+
+Example:
+    >>> from oml_viz.widgets import MetricsPanel
+    >>> MetricsPanel(res, categories=df["category"])      # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import warnings
+from typing import Any, Hashable, Sequence
+
+import ipywidgets as w
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .base import Panel, item_categories, valid_ks as _ks
+from .png import figure_to_png
+from .tables import metrics_table_html
+
+
+def metrics_figure(table: pd.DataFrame, metric: str, cmc_columns: Sequence[str]) -> Figure:
+    """Left: ``metric`` per category (bars, OVERALL first). Right: CMC@k for OVERALL and each
+    category. A pyplot-free Figure."""
+    fig = Figure(figsize=(10, 3.6), dpi=90, layout="constrained")
+    ax_bar, ax_cmc = fig.subplots(1, 2, width_ratios=(1, 1.2))
+    names = [str(n) for n in table.index]
+    values = table[metric].to_numpy(dtype=float)
+    colors = ["#1f4e9c"] + ["#7aa6d8"] * (len(names) - 1)
+    ax_bar.barh(range(len(names)), np.nan_to_num(values), color=colors)
+    ax_bar.set_yticks(range(len(names)), names, fontsize=8)
+    ax_bar.invert_yaxis()
+    ax_bar.set_xlim(0, 1.0)
+    ax_bar.set_title(metric, fontsize=10)
+    for i, v in enumerate(values):
+        ax_bar.text(min(v, 0.85) + 0.01 if np.isfinite(v) else 0.01, i, "—" if not np.isfinite(v) else f"{v:.3f}",
+                    va="center", fontsize=7)
+    ks = [int(c.split("/")[1]) for c in cmc_columns]
+    for name, row in zip(names, table[list(cmc_columns)].to_numpy(dtype=float)):
+        overall = name == "OVERALL"
+        ax_cmc.plot(ks, row, marker="o", ms=3, lw=2.4 if overall else 1.0, color="black" if overall else None,
+                    alpha=1.0 if overall else 0.8, label=name, zorder=3 if overall else 2)
+    ax_cmc.set_xlabel("k", fontsize=9)
+    ax_cmc.set_ylabel("CMC@k", fontsize=9)
+    ax_cmc.set_xticks(ks)
+    ax_cmc.set_ylim(0, 1.02)
+    ax_cmc.grid(alpha=0.3)
+    ax_cmc.set_title("CMC@k", fontsize=10)
+    ax_cmc.legend(fontsize=7, loc="lower right", ncols=2 if len(names) > 6 else 1)
+    return fig
+
+
+class MetricsPanel(Panel):
+    """Metrics of a :class:`oml_viz.RetrievalResult` per category, with the CMC@k curve.
+
+    Args:
+        res: the retrieval result.
+        categories: one category per item (default: the result's own categories; else OVERALL only).
+        images: optional OML dataframe whose ``category`` column is used when neither is given.
+        metric: the metric selected first.
+        precision_top_k, map_top_k, cmc_top_k: k values of the table (k above ``res.top_n`` are
+            dropped); the curve uses every k from 1 to ``top_n``.
+        fmr_vals, pcf_variance: extra columns, as in ``res.metrics``.
+
+    The table is computed once, here; the selector only redraws.
+    """
+
+    css_class = "ov-metrics"
+
+    def __init__(self, res: Any, categories: Sequence[Hashable] | None = None, *, images: Any = None,
+                 metric: str = "map/5", cmc_top_k: Sequence[int] = (1, 5), precision_top_k: Sequence[int] = (5,),
+                 map_top_k: Sequence[int] = (5,), fmr_vals: Sequence[float] = (), pcf_variance: Sequence[float] = (),
+                 background: bool = True):
+        super().__init__(background=background)
+        self.res = res
+        top_n = int(res.retrieved_ids.shape[1])
+        cats = item_categories(images, res, categories)
+        curve = tuple(range(1, top_n + 1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the no-ground-truth warning is shown in the panel instead
+            full = res.metrics(cmc_top_k=_ks((*cmc_top_k, *curve), top_n), precision_top_k=_ks(precision_top_k, top_n),
+                               map_top_k=_ks(map_top_k, top_n), fmr_vals=tuple(fmr_vals),
+                               pcf_variance=tuple(pcf_variance), categories=cats)
+        self.cmc_columns = [f"cmc/{k}" for k in curve]
+        shown = [c for c in full.columns if not c.startswith("cmc/") or int(c.split("/")[1]) in _ks(cmc_top_k, top_n)]
+        self.table: pd.DataFrame = full[shown]
+        self.curve_table: pd.DataFrame = full[self.cmc_columns]
+        metric = metric if metric in self.table.columns else self.table.columns[0]
+
+        self.metric = w.Dropdown(options=list(self.table.columns), value=metric, description="metric")
+        self.metric.add_class("ov-metric-select")
+        self.table_html = w.HTML(metrics_table_html(self.table, metric))
+        self.table_html.add_class("ov-metrics-table")
+        self.plot = self._slot("ov-metrics-image")
+        no_gt = int((np.asarray(res.n_gt) == 0).sum())
+        note = (f"<i>{no_gt} of {len(res.n_gt)} queries have no ground truth and are left out of the means.</i>"
+                if no_gt else "")
+        self.children = [w.HBox([self.metric, self.plot.progress]), self.table_html, w.HTML(note),
+                         self.plot.image, self.plot.status]
+        self.metric.observe(self._on_metric, names="value")
+        self._start()
+
+    def _on_metric(self, change: dict) -> None:
+        self.table_html.value = metrics_table_html(self.table, change["new"])
+        self._refresh()
+
+    def _views(self) -> list:
+        metric = self.metric.value
+        data = pd.concat([self.table, self.curve_table.drop(columns=self.table.columns, errors="ignore")], axis=1)
+
+        def make() -> bytes:
+            return figure_to_png(metrics_figure(data, metric, self.cmc_columns))
+
+        return [(self.plot, ("metrics", metric), make)]
+
+    @property
+    def state(self) -> dict:
+        return {"metric": self.metric.value}

@@ -1,0 +1,271 @@
+"""``WorstQueriesPanel``: page through the worst queries; click a result to see why it matched.
+
+The grid is :class:`oml_viz.render.QueriesDisplay`'s mosaic. Under it, one row of small buttons
+per query (one per shown result, green = relevant, red = not) opens the pairwise explanation
+(:func:`oml_viz.explain.explain_pair`) of that query and that result. The buttons are made once
+and relabelled in place when the page changes. The next page is rendered ahead while idle.
+
+Example:
+    >>> panel = WorstQueriesPanel(res, df, model=vit, metric="cmc/1")   # doctest: +SKIP
+    >>> panel.next_page(); panel.select(panel.page_query_ids[0], rank=1)  # doctest: +SKIP
+    >>> panel.export_png("worst.png")                                    # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Hashable, Sequence
+
+import ipywidgets as w
+import numpy as np
+
+from oml_viz.render import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR, QueriesDisplay
+
+from .base import Panel, item_categories, metric_options
+from .items import Items
+from .png import captioned_strip, rgb_to_png
+
+_ALL = "(all)"
+
+
+class WorstQueriesPanel(Panel):
+    """Worst queries of a result, ``n_queries`` per page, with their results and ground truths.
+
+    Args:
+        res: the :class:`oml_viz.RetrievalResult`.
+        images: the N items' images (paths / PIL / arrays) or the OML dataframe.
+        model: a timm model or ``oml_viz.models`` extractor for the pairwise explanation; None
+            shows the two images without maps.
+        categories: one per item (default: the result's, else the dataframe's ``category``).
+        dataset_root: root of relative paths (default: ``df.attrs["dataset_root"]``).
+        metric: the per-query metric to rank by first (e.g. ``"map/5"``, ``"cmc/1"``).
+        n_queries: queries per page; n_instances: results per query (at most ``top_n``);
+        n_gt: nearest ground truths per query.
+        explain_method: ``explain_pair``'s method (``"auto"``: token matching for ViTs, else Grad-CAM).
+        tile_size: grid tile side in pixels.
+        background: False makes every render finish before a call returns (scripts, tests).
+    """
+
+    css_class = "ov-worst-queries"
+
+    def __init__(self, res: Any, images: Any, *, model: Any = None, categories: Sequence[Hashable] | None = None,
+                 dataset_root: str | os.PathLike | None = None, metric: str = "map/5", n_queries: int = 5,
+                 n_instances: int = 5, n_gt: int = 2, explain_method: str = "auto", tile_size: int = 112,
+                 background: bool = True):
+        super().__init__(background=background)
+        top_n = int(res.retrieved_ids.shape[1])
+        for name, v, lo in (("n_queries", n_queries, 1), ("n_instances", n_instances, 1), ("n_gt", n_gt, 0)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+        if n_instances > top_n:
+            raise ValueError(f"n_instances={n_instances} is above the result's top_n={top_n}: "
+                             f"call retrieve(..., top_n={n_instances})")
+        options = metric_options(top_n)
+        if metric not in options:
+            res.per_query(metric)  # raises a clear error for an unknown metric or a k above top_n
+            options = [metric, *options]
+        self.res, self.model = res, model
+        self.items = Items(images, dataset_root, labels=res.labels)
+        self.categories = item_categories(images, res, categories)
+        self.n_queries, self.n_gt, self.tile_size = int(n_queries), int(n_gt), int(tile_size)
+        self.explain_method = explain_method
+        self.page = 0
+        self.selected: tuple[int, int] | None = None  # (query id, rank from 1)
+        self._orders: dict[tuple, np.ndarray] = {}
+
+        self.metric = w.Dropdown(options=options, value=metric, description="metric",
+                                 layout=w.Layout(width="190px"))
+        self.metric.add_class("ov-metric-select")
+        cat_names = [] if self.categories is None else sorted({str(c): c for c in self.categories[res.query_ids]})
+        cat_values = {str(c): c for c in ([] if self.categories is None else self.categories[res.query_ids])}
+        self.category = w.Dropdown(options=[(_ALL, _ALL)] + [(n, cat_values[n]) for n in cat_names], value=_ALL,
+                                   description="category", layout=w.Layout(width="230px"),
+                                   disabled=self.categories is None)
+        self.category.add_class("ov-category-select")
+        self.n_instances = w.IntSlider(value=int(n_instances), min=1, max=top_n, description="results",
+                                       continuous_update=False, layout=w.Layout(width="260px"))
+        self.n_instances.add_class("ov-n-instances")
+        self.prev_button = w.Button(description="◀ prev", layout=w.Layout(width="80px"))
+        self.prev_button.add_class("ov-prev-page")
+        self.next_button = w.Button(description="next ▶", layout=w.Layout(width="80px"))
+        self.next_button.add_class("ov-next-page")
+        self.page_label = w.HTML()
+        self.page_label.add_class("ov-page-label")
+        self.grid = self._slot("ov-grid-image")
+        self.pair = self._slot("ov-pair-image")
+
+        # One row of result buttons per query slot, made once and relabelled per page.
+        self._row_labels = [w.HTML(layout=w.Layout(width="150px")) for _ in range(self.n_queries)]
+        self._buttons = [[self._result_button(r, c) for c in range(top_n)] for r in range(self.n_queries)]
+        self._rows = [w.HBox([self._row_labels[r], *self._buttons[r]]) for r in range(self.n_queries)]
+        for row in self._rows:
+            row.add_class("ov-result-row")
+        self.pair_title = w.HTML("<i>Click a result button to see what made the query and that result similar.</i>")
+
+        self.prev_button.on_click(lambda _: self.prev_page())
+        self.next_button.on_click(lambda _: self.next_page())
+        for control in (self.metric, self.category, self.n_instances):
+            control.observe(self._on_control, names="value")
+        self.children = [
+            w.HBox([self.metric, self.category, self.n_instances]),
+            w.HBox([self.prev_button, self.page_label, self.next_button, self.grid.progress]),
+            self.grid.image, self.grid.status,
+            w.HTML("<b>Explain a result</b> (query row → result rank):"), *self._rows,
+            w.HBox([self.pair_title, self.pair.progress]), self.pair.image, self.pair.status,
+        ]
+        self._start()
+
+    # ---------------------------------------------------------------- state
+    @property
+    def category_value(self) -> Hashable | None:
+        return None if self.category.value == _ALL else self.category.value
+
+    def _order(self) -> np.ndarray:
+        """All ranked queries for the metric and category, worst first (the engine ranks them)."""
+        key = (self.metric.value, self.category.value)
+        if key not in self._orders:
+            self._orders[key] = np.asarray(self.res.worst_queries(
+                self.metric.value, len(self.res.query_ids), self.category_value,
+                categories=self.categories if self.category_value is not None else None), dtype=np.int64)
+        return self._orders[key]
+
+    @property
+    def n_pages(self) -> int:
+        return max(1, -(-len(self._order()) // self.n_queries))
+
+    def _page_ids(self, page: int) -> np.ndarray:
+        return self._order()[page * self.n_queries:(page + 1) * self.n_queries]
+
+    @property
+    def page_query_ids(self) -> list[int]:
+        """Item ids of the queries on the current page, worst first."""
+        return [int(i) for i in self._page_ids(self.page)]
+
+    @property
+    def state(self) -> dict:
+        return {"metric": self.metric.value, "category": self.category_value, "page": self.page,
+                "n_instances": self.n_instances.value, "selected": self.selected}
+
+    # ---------------------------------------------------------------- actions
+    def go_to_page(self, page: int) -> None:
+        """Show page ``page`` (0-based; clipped to the pages there are)."""
+        self.page = int(min(max(page, 0), self.n_pages - 1))
+        self._refresh()
+
+    def next_page(self) -> None:
+        self.go_to_page(self.page + 1)
+
+    def prev_page(self) -> None:
+        self.go_to_page(self.page - 1)
+
+    def select(self, query_id: int, rank: int) -> None:
+        """Explain the pair (query ``query_id``, its result at ``rank``, counted from 1)."""
+        row = int(np.searchsorted(self.res.query_ids, query_id))
+        if row >= len(self.res.query_ids) or self.res.query_ids[row] != query_id:
+            raise ValueError(f"query_id: item {query_id} is not a query of this result")
+        k = self.res.retrieved_ids.shape[1]
+        if not 1 <= int(rank) <= k or self.res.retrieved_ids[row, int(rank) - 1] < 0:
+            raise ValueError(f"rank: query {query_id} has no result at rank {rank}")
+        self.selected = (int(query_id), int(rank))
+        self._refresh()
+
+    def _on_control(self, change: dict) -> None:
+        if change["owner"] is not self.n_instances:
+            self.page = 0
+        self._refresh()
+
+    def _result_button(self, r: int, c: int) -> w.Button:
+        b = w.Button(description=f"#{c + 1}", layout=w.Layout(width="46px", display="none"))
+        b.add_class("ov-result-button")
+
+        def click(_: w.Button) -> None:
+            ids = self._page_ids(self.page)
+            if r < len(ids):
+                self.select(int(ids[r]), c + 1)
+
+        b.on_click(click)
+        return b
+
+    # ---------------------------------------------------------------- views
+    def _refresh(self) -> None:
+        if self._closed:
+            return
+        page_ids = self._page_ids(self.page)
+        n_pages, total = self.n_pages, len(self._order())
+        self.page_label.value = (f"&nbsp;page <b>{self.page + 1}</b> / {n_pages} &nbsp;"
+                                 f"<span style='color:#666'>({total} queries)</span>&nbsp;")
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= n_pages - 1
+        self._relabel_buttons(page_ids)
+        super()._refresh()
+        if self.page + 1 < n_pages:  # the likely next click
+            key, make = self._grid_view(self.page + 1)
+            self.grid.prefetch(key, make)
+
+    def _relabel_buttons(self, page_ids: np.ndarray) -> None:
+        n_inst = self.n_instances.value
+        for r in range(self.n_queries):
+            row_visible = r < len(page_ids)
+            self._rows[r].layout.display = None if row_visible else "none"
+            if not row_visible:
+                continue
+            qid = int(page_ids[r])
+            q_row = int(np.searchsorted(self.res.query_ids, qid))
+            self._row_labels[r].value = f"query <b>{qid}</b>"
+            for c, b in enumerate(self._buttons[r]):
+                gid = int(self.res.retrieved_ids[q_row, c])
+                if c >= n_inst or gid < 0:
+                    b.layout.display = "none"
+                    continue
+                rel = bool(self.res.is_relevant[q_row, c])
+                b.layout.display = None
+                b.button_style = "success" if rel else "danger"
+                b.tooltip = (f"query {qid} vs result #{c + 1}: item {gid}, d={float(self.res.distances[q_row, c]):.3f}, "
+                             f"{'relevant' if rel else 'not relevant'}")
+
+    def _grid_view(self, page: int) -> tuple[tuple, Any]:
+        ids = self._page_ids(page)
+        metric, cat, n_inst = self.metric.value, self.category_value, self.n_instances.value
+        title = f"worst queries by {metric}" + (f", category {cat}" if cat is not None else "") + \
+                f" - page {page + 1}/{self.n_pages}"
+        res, images, root, n_gt, tile = self.res, self.items.images, self.items.dataset_root, self.n_gt, self.tile_size
+
+        def make() -> bytes:
+            disp = QueriesDisplay.from_results(res, images, list(ids), metric=metric, n_instances=n_inst,
+                                               n_gt=n_gt, dataset_root=root, tile_size=tile, title=title)
+            return rgb_to_png(disp.render_mosaic()[0])
+
+        return ("grid", metric, self.category.value, page, n_inst), make
+
+    def _pair_view(self) -> tuple[tuple, Any]:
+        qid, rank = self.selected  # type: ignore[misc]
+        row = int(np.searchsorted(self.res.query_ids, qid))
+        gid = int(self.res.retrieved_ids[row, rank - 1])
+        dist = float(self.res.distances[row, rank - 1])
+        rel = bool(self.res.is_relevant[row, rank - 1])
+        items, model, method = self.items, self.model, self.explain_method
+        q_cap = f"query {qid}\nlabel {self.res.labels[qid]}"
+        g_cap = f"result #{rank}: item {gid}\nd={dist:.3f} {'relevant' if rel else 'not relevant'}"
+        g_color = RELEVANT_COLOR if rel else NOT_RELEVANT_COLOR
+        self.pair_title.value = (f"<b>query {qid}</b> vs <b>result #{rank}</b> (item {gid}, "
+                                 f"{'relevant' if rel else 'not relevant'})")
+
+        def make() -> bytes:
+            q_img, g_img = items.image(qid), items.image(gid)
+            if model is None:
+                return rgb_to_png(captioned_strip([q_img, g_img], [q_cap, g_cap], 192, [QUERY_COLOR, g_color]))
+            from oml_viz.explain import explain_pair
+
+            pair = explain_pair(model, q_img, g_img, method=method)
+            q_over, g_over = pair.overlays()
+            return rgb_to_png(captioned_strip(
+                [q_img, q_over, g_over, g_img],
+                [q_cap, f"query map\n({pair.method})", f"result map\n({pair.method})", g_cap], 192,
+                [QUERY_COLOR, GT_COLOR, GT_COLOR, g_color]))
+
+        return ("pair", qid, gid, method), make
+
+    def _views(self) -> list:
+        views = [(self.grid, *self._grid_view(self.page))]
+        if self.selected is not None:
+            views.append((self.pair, *self._pair_view()))
+        return views
