@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import sys
 import warnings
@@ -44,7 +45,8 @@ def offline_env(tmp_path, monkeypatch):
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL", "NEPTUNE_API_TOKEN",
                 "NEPTUNE_PROJECT", "NEPTUNE_MODE", "MLFLOW_TRACKING_URI", "CLEARML_API_ACCESS_KEY",
                 "CLEARML_API_SECRET_KEY", "CLEARML_AUTH_TOKEN", "CLEARML_OFFLINE_MODE"):
-        monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv(var, "")  # recorded, so whatever a backend sets is undone after
+        monkeypatch.delenv(var)
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
     monkeypatch.setenv("CLEARML_CACHE_DIR", str(tmp_path / "clearml_cache"))
@@ -158,6 +160,7 @@ def test_wandb_offline_run_file_reads_back(tmp_path):
     logger = create_logger({"name": "wandb", "args": {"project": "demo", "offline": True,
                                                       "save_dir": str(tmp_path / "wb")}})
     _log_run(logger)
+    assert "WANDB_MODE" not in os.environ  # offline without a process-wide side effect
     (run_dir,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
     (run_file,) = run_dir.glob("*.wandb")
     history, config, tags = [], {}, []

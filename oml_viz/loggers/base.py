@@ -97,6 +97,8 @@ class PipelineLoggerMixin:
             fn(*args, **kwargs)
             return True
         except Exception as e:  # any SDK or network error: the run itself must go on
+            if self.backend_failed:  # a nested guarded call has already warned
+                return False
             self.backend_failed = True
             warnings.warn(
                 f"{self.backend} logger failed in {what} ({type(e).__name__}: {e}); it is switched "
@@ -114,6 +116,14 @@ class PipelineLoggerMixin:
         floats = {str(k): _to_float(k, v) for k, v in metrics.items()}
         self._csv.write(floats, step)
         self._guarded("log_metrics", super().log_metrics, floats, step)  # type: ignore[misc]
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
+        self._guarded("log_hyperparams", super().log_hyperparams, params, *args, **kwargs)  # type: ignore[misc]
+
+    @rank_zero_only
+    def save(self) -> None:
+        self._guarded("save", super().save)  # type: ignore[misc]
 
     # -- figures ------------------------------------------------------------------------------
     @rank_zero_only
@@ -178,7 +188,11 @@ class PipelineLoggerMixin:
     # -- end of run ---------------------------------------------------------------------------
     @rank_zero_only
     def finalize(self, status: str = "success") -> None:
-        """Close the run (flushes offline files). ``status``: ``success``, ``failed``, ..."""
+        """Close the run (flushes offline files). ``status``: ``success``, ``failed``, ...
+
+        Logging after ``finalize`` reopens the same run (TensorBoard, MLflow) or starts a new one
+        (W&B, Neptune, ClearML); the local CSV keeps one ``run`` label for the logger's life.
+        """
         self._guarded("finalize", super().finalize, status)  # type: ignore[misc]
 
 

@@ -66,7 +66,9 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
                 "or set args.offline: true to log locally"
             )
         Path(save_dir).mkdir(parents=True, exist_ok=True)
-        super().__init__(project=project, save_dir=save_dir, offline=offline, name=name, **kwargs)
+        if offline:  # wandb's own switch; Lightning's offline=True sets WANDB_MODE process-wide
+            kwargs.setdefault("mode", "offline")
+        super().__init__(project=project, save_dir=save_dir, name=name, **kwargs)
         self._init_local(save_dir)
 
     def _log_figure(self, fig: Any, title: str, step: int) -> None:
@@ -88,7 +90,8 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
     def finalize(self, status: str = "success") -> None:
         super().finalize(status)  # Lightning's: logs checkpoints on success
         if self._experiment is not None:
-            self._guarded("finish", self._experiment.finish, exit_code=0 if status == "success" else 1)
+            run, self._experiment = self._experiment, None  # a later use starts a fresh run
+            self._guarded("finish", run.finish, exit_code=0 if status == "success" else 1)
 
 
 def _figure_to_pil(fig: Any) -> Any:
