@@ -6,9 +6,10 @@ embedding by default, which explains the embedding as a whole, or another image'
 explains what the two share (see :func:`oml_viz.explain.explain_pair`). Methods come from
 pytorch-grad-cam (>= 1.5) by name.
 
-The model is left as it was: grad-cam's ``model.eval()`` and ``zero_grad()`` are undone,
-its hooks are released even when it raises, and frozen parameters stay frozen (the input
-carries the gradient instead).
+The model is left as it was: grad-cam's ``model.eval()`` and ``zero_grad()`` are undone and
+its hooks are released even when it raises. The graph starts at the target layer (parameters
+are frozen for the call and their ``requires_grad`` / ``.grad`` restored), so frozen models
+work and the backward pass costs only what lies after the target layer.
 
 Example:
     >>> heat = gradcam_map(resnet, img)                          # (H, W) float32 in [0, 1]
@@ -53,16 +54,18 @@ CAM_METHODS: tuple[str, ...] = ("gradcam", "gradcam++", "xgradcam", "layercam", 
 
 class EmbeddingTarget:
     """Grad-CAM target: ``<embedding, reference>``, the similarity the map explains.
+    ``reference=None`` means the embedding itself, detached (no second forward pass).
 
     >>> EmbeddingTarget(torch.tensor([1.0, 0.0]))(torch.tensor([3.0, 4.0]))
     tensor(3.)
     """
 
-    def __init__(self, reference: torch.Tensor):
-        self.reference = reference.detach()
+    def __init__(self, reference: torch.Tensor | None = None):
+        self.reference = None if reference is None else reference.detach()
 
     def __call__(self, embedding: torch.Tensor) -> torch.Tensor:
-        ref = self.reference.to(device=embedding.device, dtype=embedding.dtype)
+        ref = embedding.detach() if self.reference is None else self.reference
+        ref = ref.to(device=embedding.device, dtype=embedding.dtype)
         return (embedding.reshape(-1) * ref.reshape(-1)).sum()
 
 
@@ -164,21 +167,34 @@ def gradcam_maps(
 def _run_cam(net: nn.Module, x: torch.Tensor, refs: list[torch.Tensor | None], cam_cls: type,
              layer: nn.Module) -> np.ndarray:
     reshape = _vit_reshape(net, x.shape[-2], x.shape[-1]) if is_vit(net) else None
-    with preserved_state(net):
+    with preserved_state(net):  # restores requires_grad, .grad, modes and hooks
         net.eval()
-        if any(r is None for r in refs):
-            with torch.no_grad():
-                own = net(x).detach()
-            refs = [own[i] if r is None else r for i, r in enumerate(refs)]
-        targets = [EmbeddingTarget(r) for r in refs]
-        # Frozen parameters leave activations without a graph: let the input carry the gradient.
-        x = x.detach().requires_grad_(True)
-        cam = cam_cls(model=net, target_layers=[layer], reshape_transform=reshape)
+        # The maps need gradients at the target layer only: freeze every parameter and start
+        # the graph at the layer's output. Nothing before it is recorded or back-propagated,
+        # and the gradient there is the same as the full graph's. Frozen models work alike.
+        for p in net.parameters():
+            p.requires_grad_(False)
+
+        def graph_starts_here(_m: nn.Module, _inp: Any, out: Any) -> Any:
+            return out.detach().requires_grad_(True) if isinstance(out, torch.Tensor) else None
+
+        handle = layer.register_forward_hook(graph_starts_here, prepend=True)  # before grad-cam's hooks
+        cam = None
         try:
+            cam = cam_cls(model=net, target_layers=[layer], reshape_transform=reshape)
+            if any(r is None for r in refs) and not getattr(cam, "uses_gradients", True):
+                # Perturbation methods (Score-CAM) score masked inputs: they need the
+                # original image's embedding, computed once here.
+                with torch.no_grad():
+                    own = net(x).detach()
+                refs = [own[i] if r is None else r for i, r in enumerate(refs)]
+            targets = [EmbeddingTarget(r) for r in refs]
             with torch.enable_grad():
                 maps = cam(input_tensor=x, targets=targets)
         finally:
-            cam.activations_and_grads.release()  # grad-cam's __exit__ would swallow IndexError
+            handle.remove()
+            if cam is not None:
+                cam.activations_and_grads.release()  # grad-cam's __exit__ would swallow IndexError
     return np.asarray(maps, dtype=np.float32)
 
 
