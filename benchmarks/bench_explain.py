@@ -91,7 +91,14 @@ def main() -> None:
         rows.append(("ResNet-50 224", label, median_time(fn, args.repeats, device), base, target))
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
-    print(f"device: {name}; median of {args.repeats}; torch {torch.__version__}, timm {timm.__version__}")
+    import os
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device: {name}; median of {args.repeats}; torch {torch.__version__}, timm {timm.__version__}; "
+          f"load average {load:.1f}")
+    if load > args.threads + 0.5:
+        print("note: the machine is busier than the threads used; absolute times are inflated, "
+              "the 'x forward' ratios are the comparable numbers")
     print(f"| model | call | median s | x forward | target |")
     print(f"|---|---|---|---|---|")
     for model, label, t, b, target in rows:

@@ -274,8 +274,9 @@ def test_default_target_layer_is_the_last_stage(arch, layer):
 
 def test_gradcam_on_vit_uses_token_grid():
     model = make_vit(reg_tokens=2)
-    heat = gradcam_map(model, canvas(48, 80, (0, 60, 20, RED)))
+    heat = gradcam_map(model, canvas(48, 80, (0, 60, 20, RED)))  # blocks[-1].norm1, prefix tokens dropped
     assert heat.shape == (48, 80)
+    assert_peak_in(heat, 0, 60, 20, margin=4)
 
 
 def test_gradcam_bad_arguments_are_named():

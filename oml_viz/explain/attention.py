@@ -128,6 +128,11 @@ def attention_map(
 
     A constant map (e.g. perfectly uniform attention) comes back as all zeros.
     """
+    return _attention_map(model, image, block, head, rollout, input_size)[0]
+
+
+def _attention_map(model: nn.Module, image: Any, block: int, head: Head, rollout: bool,
+                   input_size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
     net = unwrap_model(model)
     if not is_vit(net):
         raise ValueError(f"model: {type(net).__name__} is not a timm vision transformer "
@@ -161,7 +166,7 @@ def attention_map(
         row = a[0, p:]
     else:
         row = a[p:, p:].mean(dim=0)  # documented fallback: attention received from the patches
-    return resize_map(row.reshape(gh, gw), *rgb.shape[:2])
+    return resize_map(row.reshape(gh, gw), *rgb.shape[:2]), rgb
 
 
 def draw_attention(
@@ -176,5 +181,5 @@ def draw_attention(
     input_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The attention map over the image: uint8 (H, W, 3) RGB, hot = red with ``"jet"``."""
-    heat = attention_map(model, image, block, head, rollout, input_size=input_size)
-    return overlay_heatmap(image, heat, cmap=cmap, alpha=alpha)
+    heat, rgb = _attention_map(model, image, block, head, rollout, input_size)
+    return overlay_heatmap(rgb, heat, cmap=cmap, alpha=alpha)

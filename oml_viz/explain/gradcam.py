@@ -236,5 +236,6 @@ def draw_gradcam(
     input_size: tuple[int, int] | None = None,
 ) -> np.ndarray:
     """The Grad-CAM map over the image: uint8 (H, W, 3) RGB, hot = red with ``"jet"``."""
-    heat = gradcam_map(model, image, reference, method, target_layer, input_size=input_size)
-    return overlay_heatmap(image, heat, cmap=cmap, alpha=alpha)
+    rgb = to_rgb(image)
+    heat = gradcam_map(model, rgb, reference, method, target_layer, input_size=input_size)
+    return overlay_heatmap(rgb, heat, cmap=cmap, alpha=alpha)
