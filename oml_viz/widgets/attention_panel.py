@@ -57,7 +57,7 @@ class AttentionPanel(Panel):
         self.item.add_class("ov-attn-item")
         heads = [("mean", "mean"), ("max", "max")] + [(f"head {h}", h) for h in range(self.n_heads)]
         self.head = w.ToggleButtons(options=heads, value="mean", description="heads",
-                                    style={"button_width": "64px"})
+                                    style={"button_width": "76px"})
         self.head.add_class("ov-attn-head")
         self.block = w.IntSlider(value=self.n_blocks - 1, min=0, max=self.n_blocks - 1, description="block",
                                  continuous_update=False)

@@ -59,7 +59,8 @@ class ImageSlot:
     def __init__(self, cache: PngCache, css: str = "ov-image", background: bool = True):
         self.cache = cache
         self.background = background
-        self.image = w.Image(format="png", value=b"", layout=w.Layout(max_width="100%"))
+        # flex-start: a VBox would otherwise stretch the image to the panel's width (blurry, huge)
+        self.image = w.Image(format="png", value=b"", layout=w.Layout(max_width="100%", align_self="flex-start"))
         self.image.add_class(css)
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="rendering",
                                         layout=w.Layout(visibility="hidden", width="320px"))

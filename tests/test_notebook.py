@@ -1,0 +1,73 @@
+"""notebooks/visualization.ipynb runs top to bottom headless (nbclient), widget state stored.
+
+The kernel is ``python3`` as seen by the Python running pytest: run the tests with
+``.venv/bin/python -m pytest`` and the venv's ipykernel (its kernelspec lives in the venv) runs
+the notebook. Demo assets are made in quick mode under a temporary folder.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "visualization.ipynb"
+
+
+def test_notebook_is_committed_without_outputs():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert code and all(not c.outputs and c.execution_count is None for c in code)
+    assert "widgets" not in nb.metadata
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.slow
+def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    monkeypatch.setenv("OML_VIZ_WORK_DIR", str(work))
+    monkeypatch.setenv("OML_VIZ_QUICK", "1")
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = nbclient.NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=240,
+                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client.execute()  # raises CellExecutionError naming the cell on any error
+
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert re.search(r"\d+ images, \d+ labels, \d+ categories", text)
+    html_tables = "\n".join(o.data.get("text/html", "") for o in outputs if "data" in o)
+    assert "OVERALL" in html_tables and "fnmr@fmr/0.1" in html_tables
+    pngs = [o for o in outputs if "data" in o and "image/png" in o.data]
+    assert len(pngs) >= 3  # worst-queries grid, attention heads, Grad-CAM
+
+    # every panel's image reached the front end (state stored with its PNG buffer)
+    state = nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    images = {}
+    for model in state.values():
+        if model["model_name"] == "ImageModel":
+            for cls in model["state"].get("_dom_classes", []):
+                if model.get("buffers"):
+                    images.setdefault(cls, []).append(model["buffers"][0]["data"])
+    for cls in ("ov-metrics-image", "ov-grid-image", "ov-attn-image", "ov-cam-image"):
+        assert cls in images, f"no rendered {cls} in the stored widget state"
+    assert len(images["ov-grid-image"]) >= 2  # its own panel and the dashboard's
+
+    report = work / "report.html"
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 4 and "<script" not in page
+    json.dumps(state)  # the stored state is plain JSON: the notebook can be saved with it
+
+
+def test_notebook_uses_only_public_names():
+    """The notebook is the user's example: it imports public names, nothing private."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert not re.search(r"\bfrom oml_viz[\w.]* import [^\n]*\b_\w", source)
+    assert not re.search(r"\._[a-z]\w*", source), "uses a private attribute"
