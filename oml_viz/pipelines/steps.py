@@ -1,0 +1,151 @@
+"""The steps validate and train share: data, model, embeddings, metrics, logging.
+
+Each step takes the parsed config section it needs, so the pipelines read as a list of steps
+and notebooks can call one step on its own.
+
+Example:
+    >>> df = read_data(cfg.dataset)                              # doctest: +SKIP
+    >>> ext = build_extractor(cfg.model)                         # doctest: +SKIP
+    >>> val = validation_rows(df)                                # doctest: +SKIP
+    >>> emb = embed(ext, val, cfg)                               # doctest: +SKIP
+    >>> res, table = evaluate(emb, val, cfg.metric_args)         # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import random
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from oml_viz.pipelines.config import DatasetConfig, MetricArgs, ModelConfig, ValidateConfig
+
+__all__ = [
+    "seed_everything", "resolve_device", "read_data", "validation_rows", "train_rows", "build_extractor",
+    "input_size", "embed", "evaluate", "flat_table", "log_evaluation", "format_table",
+]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA) for a repeatable run."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` = CUDA when available, else CPU; an unavailable CUDA is an error naming the key."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} asked for, but CUDA is not available (use auto or cpu)")
+    return torch.device(device)
+
+
+def read_data(ds: DatasetConfig) -> pd.DataFrame:
+    """The whole OML dataframe, validated (row-level errors), with ``attrs["dataset_root"]`` set."""
+    from oml_viz.data import read_dataframe
+
+    return read_dataframe(ds.dataframe, ds.dataset_root)
+
+
+def _rows(df: pd.DataFrame, split: str) -> pd.DataFrame:
+    out = df[df["split"] == split].reset_index(drop=True)
+    out.attrs = dict(df.attrs)
+    return out
+
+
+def validation_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The validation split (positions 0..n-1), keeping ``attrs``; an error when it is empty."""
+    out = _rows(df, "validation")
+    if out.empty:
+        raise ValueError("dataset.dataframe: no rows with split == 'validation': nothing to validate on")
+    return out
+
+
+def train_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The train split (positions 0..n-1), keeping ``attrs``; an error when it is empty."""
+    out = _rows(df, "train")
+    if out.empty:
+        raise ValueError("dataset.dataframe: no rows with split == 'train': nothing to train on")
+    return out
+
+
+def build_extractor(model: ModelConfig) -> Any:
+    """The ``oml_viz.models`` extractor the ``model:`` section describes."""
+    from oml_viz.models import EXTRACTOR_KINDS
+
+    cls = EXTRACTOR_KINDS[model.kind]
+    return cls(model.arch, weights=model.weights, normalise_features=model.normalise_features, **model.kwargs)
+
+
+def input_size(extractor: Any, image_size: int | None) -> tuple[int, int]:
+    """(H, W) images are resized to: ``image_size`` when given, else the model's own size."""
+    if image_size is not None:
+        return int(image_size), int(image_size)
+    return tuple(extractor.input_size)  # type: ignore[return-value]
+
+
+def embed(extractor: Any, rows: pd.DataFrame, cfg: ValidateConfig, device: torch.device | None = None) -> np.ndarray:
+    """Embeddings of ``rows`` (float32 (N, D)), with a progress bar when ``cfg.progress``."""
+    from oml_viz.models import extract_embeddings
+
+    return extract_embeddings(
+        extractor, rows, cfg.batch_size_inference, device if device is not None else resolve_device(cfg.device),
+        input_size=input_size(extractor, cfg.image_size), preprocess_model=extractor.model,
+        num_workers=cfg.num_workers, progress=cfg.progress,
+    )
+
+
+def evaluate(embeddings: np.ndarray, rows: pd.DataFrame, metric_args: MetricArgs, distance: str = "euclidean",
+             device: torch.device | str | None = None, progress: bool | None = None) -> tuple[Any, pd.DataFrame]:
+    """Retrieval on the validation rows and the metrics table (``OVERALL`` + categories)."""
+    from oml_viz.engine import retrieve
+
+    categories = rows["category"].tolist() if "category" in rows.columns else None
+    sequence = rows["sequence"].tolist() if "sequence" in rows.columns else None
+    res = retrieve(
+        embeddings, rows["label"].tolist(), rows["is_query"].to_numpy(bool), rows["is_gallery"].to_numpy(bool),
+        top_n=max(metric_args.top_n, 5), distance=distance, sequence_ids=sequence, categories=categories,
+        device=device, progress=progress,
+    )
+    table = res.metrics(
+        cmc_top_k=tuple(metric_args.cmc_top_k), precision_top_k=tuple(metric_args.precision_top_k),
+        map_top_k=tuple(metric_args.map_top_k), fmr_vals=tuple(metric_args.fmr_vals),
+        pcf_variance=tuple(metric_args.pcf_variance),
+    )
+    if metric_args.return_only_overall_category:
+        table = table.loc[["OVERALL"]]
+    return res, table
+
+
+def flat_table(table: pd.DataFrame) -> dict[str, float]:
+    """``{"OVERALL/cmc/1": 0.8, "circle/map/5": ...}``; NaN cells (no queries) are left out."""
+    out = {}
+    for index, row in table.iterrows():
+        for column, value in row.items():
+            if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                out[f"{index}/{column}"] = float(value)
+    return out
+
+
+def log_evaluation(logger: Any, res: Any, table: pd.DataFrame, rows: pd.DataFrame, cfg: ValidateConfig,
+                   step: int = 0) -> None:
+    """Metrics (flat keys) and, with ``cfg.log_images``, the worst-queries figure for ``step``."""
+    logger.log_metrics(flat_table(table), step=step)
+    if cfg.log_images:
+        from oml_viz.render import plot_worst_queries
+
+        metric = cfg.metric_args.worst_metric
+        fig = plot_worst_queries(res, rows, metric=metric, n_queries=cfg.n_worst_queries)
+        try:
+            logger.log_figure(fig, f"worst_queries/{metric}", step=step)
+        finally:
+            fig.clear()
+
+
+def format_table(table: pd.DataFrame) -> str:
+    """The metrics table as aligned text (3 decimals) for the terminal."""
+    return table.to_string(float_format=lambda v: f"{v:.3f}")

@@ -1,0 +1,196 @@
+"""``oml-viz train``: train an extractor with a triplet loss, validating every ``valid_period`` epochs.
+
+Training runs on Lightning: :class:`oml_viz.loggers.RetrievalModule` (loss + the loss's
+``last_logs``), batches of ``n_labels x n_instances`` from :class:`BalancedBatchSampler`,
+:class:`oml_viz.losses.TripletLossWithMiner` (``all`` or ``hard`` triplets), and
+:class:`oml_viz.loggers.MetricValCallback` computing the metrics (and the worst-queries figure)
+on the validation split. The last epoch is always validated, so the run ends with the
+metrics of the model it returns. The learning rate warms up for the first 5% of the steps,
+then follows a cosine to zero (ViTs trained from scratch need the warm-up).
+
+Example:
+    >>> run = train_pipeline("configs/train.yaml")            # doctest: +SKIP
+    >>> run.metrics.loc["OVERALL", "cmc/1"], run.checkpoint   # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch import Callback, Trainer
+
+from oml_viz.loggers import MetricValCallback, RetrievalModule
+from oml_viz.pipelines.config import OptimizerConfig, TrainConfig, config_to_dict
+from oml_viz.pipelines.images import ImageTensors
+from oml_viz.pipelines.sampler import BalancedBatchSampler
+from oml_viz.pipelines.steps import (
+    build_extractor, input_size, read_data, resolve_device, seed_everything, train_rows, validation_rows,
+)
+from oml_viz.pipelines.validate import as_config, make_logger
+
+__all__ = ["TrainRun", "train_pipeline", "make_optimizer", "make_criterion"]
+
+_WARMUP_SHARE = 0.05
+
+
+@dataclass
+class TrainRun:
+    """What a train run produced: final metrics and retrieval, the trained extractor, its logger."""
+
+    metrics: pd.DataFrame
+    result: Any
+    extractor: Any
+    logger: Any
+    rows: pd.DataFrame
+    config: TrainConfig
+    checkpoint: Path | None
+    history: list[dict[str, float]]
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Validation embeddings of the trained model (what the final metrics were computed on)."""
+        return np.asarray(self.result.embeddings, dtype=np.float32)
+
+
+def make_criterion(cfg: TrainConfig) -> torch.nn.Module:
+    """The triplet loss with the configured miner."""
+    from oml_viz.losses import AllTripletsMiner, HardTripletsMiner, TripletLossWithMiner
+
+    miner = HardTripletsMiner() if cfg.loss.miner == "hard" else AllTripletsMiner()
+    return TripletLossWithMiner(margin=cfg.loss.margin, miner=miner)
+
+
+def make_optimizer(params: Any, opt: OptimizerConfig, total_steps: int) -> tuple[torch.optim.Optimizer, Any]:
+    """Optimizer and a per-step linear-warm-up + cosine schedule over ``total_steps``."""
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[opt.name]
+    kwargs = {"momentum": 0.9} if opt.name == "sgd" else {}
+    optimizer = cls(params, lr=opt.lr, weight_decay=opt.weight_decay, **kwargs)
+    warmup = max(1, int(round(_WARMUP_SHARE * total_steps)))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class _ConfiguredModule(RetrievalModule):
+    """RetrievalModule with the config's optimizer and a per-step schedule."""
+
+    def __init__(self, model: torch.nn.Module, criterion: torch.nn.Module, opt: OptimizerConfig, total_steps: int):
+        super().__init__(model, criterion, lr=opt.lr, weight_decay=opt.weight_decay)
+        self.opt_cfg, self.total_steps = opt, total_steps
+
+    def configure_optimizers(self) -> Any:
+        optimizer, schedule = make_optimizer(self.parameters(), self.opt_cfg, self.total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class _ValidationBatches(torch.utils.data.Dataset):
+    """Validation rows as mapping batches in the protocol :class:`MetricValCallback` reads."""
+
+    def __init__(self, images: ImageTensors, rows: pd.DataFrame):
+        self.images = images
+        self.is_query = rows["is_query"].to_numpy(bool)
+        self.is_gallery = rows["is_gallery"].to_numpy(bool)
+        self.categories = rows["category"].astype(str).tolist() if "category" in rows.columns else None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        x, label = self.images[i]
+        item = {"input_tensors": x, "labels": label, "is_query": bool(self.is_query[i]),
+                "is_gallery": bool(self.is_gallery[i]), "idx": i}
+        if self.categories is not None:
+            item["categories"] = self.categories[i]
+        return item
+
+
+def _accelerator(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"accelerator": "gpu", "devices": [device.index or 0]}
+    if device.type == "mps":
+        return {"accelerator": "mps", "devices": 1}
+    return {"accelerator": "cpu", "devices": 1}
+
+
+def train_pipeline(cfg: TrainConfig | dict | str | os.PathLike, logger: Any = None,
+                   extractor: Any = None) -> TrainRun:
+    """Run the train pipeline (see the module docstring); returns a :class:`TrainRun`.
+
+    ``logger`` overrides the config's ``logger:`` block; ``extractor`` (an ``oml_viz.models``
+    extractor) replaces the one ``model:`` describes.
+    """
+    cfg = as_config(cfg, "train")
+    assert isinstance(cfg, TrainConfig), "train_pipeline needs a train config"
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    df = read_data(cfg.dataset)
+    train, rows = train_rows(df), validation_rows(df)
+    ext = build_extractor(cfg.model) if extractor is None else extractor
+    size = input_size(ext, cfg.image_size)
+    root = df.attrs.get("dataset_root")
+
+    train_images = ImageTensors(train, ext.model, size, root, hflip=cfg.hflip)
+    sampler = BalancedBatchSampler(train_images.label_codes, cfg.sampler.n_labels, cfg.sampler.n_instances,
+                                   seed=cfg.seed)
+    train_loader = torch.utils.data.DataLoader(train_images, batch_sampler=sampler, num_workers=cfg.num_workers)
+    val_loader = torch.utils.data.DataLoader(_ValidationBatches(ImageTensors(rows, ext.model, size, root), rows),
+                                             batch_size=cfg.batch_size_inference, num_workers=cfg.num_workers)
+
+    ma = cfg.metric_args
+    callback = MetricValCallback(
+        {"cmc_top_k": ma.cmc_top_k, "precision_top_k": ma.precision_top_k, "map_top_k": ma.map_top_k,
+         "fmr_vals": ma.fmr_vals, "pcf_variance": ma.pcf_variance},
+        top_n=max(ma.top_n, 5), distance=cfg.distance, log_images=cfg.log_images, images=rows,
+        worst_metric=ma.worst_metric, n_queries=cfg.n_worst_queries,
+        return_only_overall_category=ma.return_only_overall_category, device=str(device),
+    )
+    history = _History()
+    module = _ConfiguredModule(ext, make_criterion(cfg), cfg.optimizer, total_steps=cfg.epochs * len(sampler))
+    logger = make_logger(cfg) if logger is None else logger
+    logger.log_pipeline_info(config_to_dict(cfg), dataframe=df, tags=list(cfg.tags) + ["train"])
+    trainer = Trainer(
+        max_epochs=cfg.epochs, check_val_every_n_epoch=cfg.valid_period, logger=logger,
+        callbacks=[callback, history], enable_checkpointing=False, num_sanity_val_steps=0,
+        enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
+        **_accelerator(device),
+    )
+    was_training = ext.training
+    with warnings.catch_warnings():
+        # a small CPU run: Lightning's advice on dataloader workers and batch counts is noise here
+        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|log_every_n_steps).*")
+        trainer.fit(module, train_loader, val_loader)
+        if cfg.epochs % cfg.valid_period:
+            trainer.validate(module, val_loader, verbose=False)
+    ext.train(was_training)
+    ext.to("cpu")
+
+    checkpoint = None
+    if cfg.checkpoint is not None:
+        checkpoint = ext.save(cfg.checkpoint)
+    return TrainRun(callback.last_metrics, callback.last_result, ext, logger, rows, cfg, checkpoint, history.rows)
+
+
+class _History(Callback):
+    """Epoch means of what the module logged (``loss_epoch``...) and the last validation metrics."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        row = {"epoch": float(trainer.current_epoch)}
+        for key, value in trainer.callback_metrics.items():
+            if key.endswith("_epoch") or ("/" in key and not key.startswith("loss/")):
+                row[key] = float(value)
+        self.rows.append(row)
