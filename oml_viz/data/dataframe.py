@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable, Iterable, Sequence
+from typing import Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,8 @@ _FALSE = {"false", "0", "0.0", "no", "f", "n"}
 
 # Shown in an error message; the full list is on the exception.
 _MAX_LISTED = 20
+# Checking files is the slow part (a stat and a header read each): show progress from here on.
+_PROGRESS_ROWS = 5000
 
 
 @dataclass(frozen=True)
@@ -134,54 +136,66 @@ def _check_columns(df: pd.DataFrame) -> list[Problem]:
     return problems
 
 
+def _empty_mask(s: pd.Series) -> np.ndarray:
+    """True where a cell is empty (None, NaN, blank string); vectorised for typed columns."""
+    if s.dtype == object or pd.api.types.is_string_dtype(s.dtype):
+        return s.map(_is_empty).to_numpy(dtype=bool)
+    return s.isna().to_numpy()
+
+
+def _cells(df: pd.DataFrame, mask: np.ndarray, column: str, message) -> list[Problem]:
+    """A problem for every row where ``mask`` holds; ``message(value)`` words it."""
+    return [Problem(idx, column, message(v)) for idx, v in zip(df.index[mask], df[column].to_numpy()[mask])]
+
+
 def _check_rows(df: pd.DataFrame) -> list[Problem]:
+    # Column-wise masks first, Python only for the bad rows: 100k rows check in well under a second.
     problems: list[Problem] = []
-    has_bbox = all(c in df.columns for c in BBOX_COLUMNS)
-    for idx, row in zip(df.index, df.to_dict("records")):
-        label = row.get("label")
-        if _is_empty(label):
-            problems.append(Problem(idx, "label", "is empty"))
-        path = row.get("path")
-        if _is_empty(path) or not isinstance(path, (str, os.PathLike)):
-            problems.append(Problem(idx, "path", f"must be a non-empty string, got {path!r}"))
-        split = row.get("split")
-        if split not in SPLITS:
-            problems.append(Problem(idx, "split", f"must be one of {SPLITS}, got {split!r}"))
-        for col in ("is_query", "is_gallery"):
-            value = row.get(col)
-            if _is_empty(value):
-                if split == "validation":
-                    problems.append(Problem(idx, col, "is empty on a validation row (must be True or False)"))
-            elif _to_bool(value) is None:
-                problems.append(Problem(idx, col, f"must be True/False (or 1/0), got {value!r}"))
-        if "category" in df.columns and _is_empty(row.get("category")):
-            problems.append(Problem(idx, "category", "is empty (the column is present, so every row needs one)"))
-        if has_bbox:
-            problems.extend(_check_bbox(idx, row))
-    return problems
+    problems += _cells(df, _empty_mask(df["label"]), "label", lambda v: "is empty")
+    bad_path = ~df["path"].map(lambda v: isinstance(v, (str, os.PathLike)) and not _is_empty(v)).to_numpy(dtype=bool)
+    problems += _cells(df, bad_path, "path", lambda v: f"must be a non-empty string, got {v!r}")
+    split = df["split"]
+    problems += _cells(df, ~split.isin(SPLITS).to_numpy(), "split", lambda v: f"must be one of {SPLITS}, got {v!r}")
+    is_val = (split == "validation").to_numpy()
+    for col in ("is_query", "is_gallery"):
+        s = df[col]
+        empty = _empty_mask(s)
+        problems += _cells(df, empty & is_val, col, lambda v: "is empty on a validation row (must be True or False)")
+        if s.dtype != bool:
+            not_bool = ~empty & s.map(lambda v: _to_bool(v) is None).to_numpy(dtype=bool)
+            problems += _cells(df, not_bool, col, lambda v: f"must be True/False (or 1/0), got {v!r}")
+    if "category" in df.columns:
+        problems += _cells(df, _empty_mask(df["category"]), "category",
+                           lambda v: "is empty (the column is present, so every row needs one)")
+    if all(c in df.columns for c in BBOX_COLUMNS):
+        problems += _check_bboxes(df)
+    position = {idx: i for i, idx in enumerate(df.index)}
+    return sorted(problems, key=lambda p: position[p.row])
 
 
-def _check_bbox(idx: Hashable, row: dict) -> list[Problem]:
-    values = {c: row.get(c) for c in BBOX_COLUMNS}
-    empty = [c for c, v in values.items() if _is_empty(v)]
-    if len(empty) == len(BBOX_COLUMNS):
-        return []  # whole image
-    if empty:
-        return [Problem(idx, ",".join(empty), "bbox is partly empty: give all four of x_1, y_1, x_2, y_2 or none")]
-    problems = []
-    nums = {}
-    for c, v in values.items():
-        n = _to_number(v)
-        if n is None:
-            problems.append(Problem(idx, c, f"bbox coordinate must be a finite number, got {v!r}"))
-        elif n < 0:
-            problems.append(Problem(idx, c, f"bbox coordinate must be >= 0, got {v!r}"))
-        else:
-            nums[c] = n
-    if "x_1" in nums and "x_2" in nums and nums["x_2"] <= nums["x_1"]:
-        problems.append(Problem(idx, "x_1,x_2", f"bbox needs x_1 < x_2, got {values['x_1']!r} >= {values['x_2']!r}"))
-    if "y_1" in nums and "y_2" in nums and nums["y_2"] <= nums["y_1"]:
-        problems.append(Problem(idx, "y_1,y_2", f"bbox needs y_1 < y_2, got {values['y_1']!r} >= {values['y_2']!r}"))
+def _check_bboxes(df: pd.DataFrame) -> list[Problem]:
+    empty = np.stack([_empty_mask(df[c]) for c in BBOX_COLUMNS], 1)
+    nums = np.stack([pd.to_numeric(df[c].where(~_empty_mask(df[c])), errors="coerce").to_numpy(dtype=np.float64)
+                     if df[c].dtype != bool else np.full(len(df), np.nan) for c in BBOX_COLUMNS], 1)
+    all_empty = empty.all(1)
+    partly = empty.any(1) & ~all_empty
+    problems: list[Problem] = []
+    for i in np.flatnonzero(partly):
+        cols = ",".join(c for c, e in zip(BBOX_COLUMNS, empty[i]) if e)
+        problems.append(Problem(df.index[i], cols, "bbox is partly empty: give all four of x_1, y_1, x_2, y_2 or none"))
+    full = ~empty.any(1)
+    ok = full.copy()
+    for j, c in enumerate(BBOX_COLUMNS):
+        bad = full & ~np.isfinite(nums[:, j])
+        problems += _cells(df, bad, c, lambda v: f"bbox coordinate must be a finite number, got {v!r}")
+        neg = full & np.isfinite(nums[:, j]) & (nums[:, j] < 0)
+        problems += _cells(df, neg, c, lambda v: f"bbox coordinate must be >= 0, got {v!r}")
+        ok &= ~bad & ~neg
+    x1, y1, x2, y2 = nums.T
+    for lo, hi, a, b in ((x1, x2, "x_1", "x_2"), (y1, y2, "y_1", "y_2")):
+        for i in np.flatnonzero(ok & (hi <= lo)):
+            problems.append(Problem(df.index[i], f"{a},{b}",
+                                    f"bbox needs {a} < {b}, got {df[a].iloc[i]!r} >= {df[b].iloc[i]!r}"))
     return problems
 
 
@@ -210,12 +224,18 @@ def _check_sets(df: pd.DataFrame) -> list[Problem]:
     return problems
 
 
-def _check_files(df: pd.DataFrame, dataset_root: str | os.PathLike | None, decode: bool) -> list[Problem]:
-    from PIL import Image  # local: keeps `import oml_viz.data` light
+def _check_files(
+    df: pd.DataFrame, dataset_root: str | os.PathLike | None, decode: bool, progress: bool | None
+) -> list[Problem]:
+    from PIL import Image
+    from tqdm.auto import tqdm
 
     problems: list[Problem] = []
     has_bbox = all(c in df.columns for c in BBOX_COLUMNS)
-    for idx, row in zip(df.index, df.to_dict("records")):
+    show = len(df) >= _PROGRESS_ROWS if progress is None else progress
+    rows = tqdm(zip(df.index, df.to_dict("records")), total=len(df), desc="checking image files",
+                unit="file", disable=not show)
+    for idx, row in rows:
         path = row.get("path")
         if _is_empty(path) or not isinstance(path, (str, os.PathLike)):
             continue  # already reported
@@ -247,6 +267,7 @@ def check_dataframe(
     *,
     check_files: bool = True,
     decode: bool = False,
+    progress: bool | None = None,
 ) -> list[Problem]:
     """Every problem in an OML dataframe, as a list (empty when valid).
 
@@ -256,6 +277,7 @@ def check_dataframe(
             ``df.attrs["dataset_root"]`` (set by :func:`read_dataframe`), else the cwd.
         check_files: also check each file exists, opens as an image and holds its bbox.
         decode: decode each image fully (finds truncated files; slower).
+        progress: show a progress bar over the files (default: from 5,000 rows).
     """
     if not isinstance(df, pd.DataFrame):
         raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
@@ -267,7 +289,7 @@ def check_dataframe(
     problems += _check_rows(df)
     problems += _check_sets(df)
     if check_files:
-        problems += _check_files(df, dataset_root, decode)
+        problems += _check_files(df, dataset_root, decode, progress)
     return problems
 
 
@@ -293,6 +315,7 @@ def validate_dataframe(
     *,
     check_files: bool = True,
     decode: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Check an OML dataframe and return a normalised copy; raise :class:`DataFrameError` if invalid.
 
@@ -301,7 +324,7 @@ def validate_dataframe(
     Example:
         >>> df = validate_dataframe(pd.read_csv("df.csv"), "data/")  # doctest: +SKIP
     """
-    problems = check_dataframe(df, dataset_root, check_files=check_files, decode=decode)
+    problems = check_dataframe(df, dataset_root, check_files=check_files, decode=decode, progress=progress)
     if problems:
         raise DataFrameError(problems)
     out = normalize_dataframe(df)
@@ -316,6 +339,7 @@ def read_dataframe(
     *,
     check_files: bool = True,
     decode: bool = False,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
     """Read (a CSV path) or take (a DataFrame) an OML dataframe, validate and normalise it.
 
@@ -336,7 +360,7 @@ def read_dataframe(
         df = pd.read_csv(csv, dtype={"path": str, "split": str})
         if dataset_root is None:
             dataset_root = csv.parent
-    return validate_dataframe(df, dataset_root, check_files=check_files, decode=decode)
+    return validate_dataframe(df, dataset_root, check_files=check_files, decode=decode, progress=progress)
 
 
 def image_paths(df: pd.DataFrame, dataset_root: str | os.PathLike | None = None) -> list[Path]:
@@ -358,7 +382,7 @@ def split_ids(df: pd.DataFrame, split: str = "validation") -> np.ndarray:
     return np.flatnonzero((df["split"] == split).to_numpy())
 
 
-__all__: Iterable[str] = [
+__all__ = [
     "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "BBOX_COLUMNS", "SPLITS", "Problem", "DataFrameError",
     "check_dataframe", "validate_dataframe", "normalize_dataframe", "read_dataframe", "resolve_path",
     "row_bbox", "bboxes", "image_paths", "split_ids",
