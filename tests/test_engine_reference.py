@@ -130,3 +130,22 @@ def test_large_gallery_uses_grouped_selection_exactly():
     ref = reference(emb[:], labels, np.arange(2000) < 60, np.ones(2000, bool), 10, "euclidean")
     res = ov.retrieve(emb, labels, np.arange(2000) < 60, top_n=10)
     np.testing.assert_array_equal(res.retrieved_ids, ref["retrieved_ids"])
+
+
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+@pytest.mark.parametrize("batch_size", [1, 200, None])
+def test_leave_one_out_in_chunks_matches_reference(distance, batch_size):
+    # every item query and gallery, no sequences, several chunks and > 1 group of columns
+    rng = np.random.default_rng(2)
+    n = 700
+    emb = rng.integers(-2, 3, size=(n, 3)).astype(np.float32)  # heavy exact ties
+    if distance == "cosine":
+        emb[np.abs(emb).sum(1) == 0] = 1
+        emb = np.concatenate([emb[:350], emb[:350] * 2])  # duplicated directions: exact ties
+    labels = rng.integers(0, 40, size=n)
+    ref = reference(emb, labels, np.ones(n, bool), np.ones(n, bool), 10, distance)
+    res = ov.retrieve(emb, labels, top_n=10, distance=distance, batch_size=batch_size)
+    np.testing.assert_allclose(res.distances, ref["distances"], atol=1e-5)
+    if distance == "euclidean":  # integer data: exact, so the tie order must match too
+        np.testing.assert_array_equal(res.retrieved_ids, ref["retrieved_ids"])
+    np.testing.assert_array_equal(res.n_gt, ref["n_gt"])

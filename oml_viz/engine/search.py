@@ -108,6 +108,27 @@ def auto_batch_size(n_gallery: int, device: torch.device) -> int:
     return int(max(1, min(budget // per_row, 65536)))
 
 
+def finalize(
+    queries: torch.Tensor,
+    gallery: torch.Tensor,
+    gallery_ids: torch.Tensor,
+    values: torch.Tensor,
+    cols: torch.Tensor,
+    distance: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Item ids and exact distances of selected gallery positions, ordered by (distance, id).
+
+    ``values`` are the ranking scores of the selection (above ``_INVALID`` for an empty slot).
+    """
+    valid = values < _INVALID
+    safe_cols = torch.where(valid, cols, 0)
+    dist = exact_distances(queries, gallery[safe_cols], distance)
+    dist = torch.where(valid, dist, torch.full_like(dist, float("inf")))
+    ids = torch.where(valid, gallery_ids[safe_cols], -1)
+    order = torch.argsort((ordered_int(dist) << 32) | torch.where(valid, ids, 2**31), dim=1)
+    return ids.gather(1, order).cpu().numpy(), dist.gather(1, order).cpu().numpy()
+
+
 def search(
     vectors: torch.Tensor,
     query_ids: np.ndarray,
@@ -126,17 +147,17 @@ def search(
     code equals the query's are excluded (every item has a code, so this also excludes the query
     itself).
     """
+    exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
+    if progress is None:
+        progress = len(query_ids) * len(gallery_ids) >= _PROGRESS_MIN_PAIRS
     gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
     rhs_t = gallery_matrix(gallery, distance).T  # transposed view: the GEMM reads it as is
-    exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
     query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
     gallery_ids_dev = torch.as_tensor(gallery_ids, device=device)
     n_query = len(query_ids)
     chunk = batch_size or auto_batch_size(len(gallery_ids), device)
     out_ids = np.empty((n_query, k), dtype=np.int64)
     out_dist = np.empty((n_query, k), dtype=np.float32)
-    if progress is None:
-        progress = n_query * len(gallery_ids) >= _PROGRESS_MIN_PAIRS
     starts = range(0, n_query, chunk)
     for start in tqdm(starts, desc="retrieval", unit="chunk", disable=not progress, leave=False):
         stop = min(start + chunk, n_query)
@@ -146,13 +167,5 @@ def search(
         scores[rows, cols] = float("inf")
         values, cols = smallest_k(scores, k)
         del scores
-        valid = values < _INVALID
-        safe_cols = torch.where(valid, cols, 0)
-        dist = exact_distances(queries, gallery[safe_cols], distance)
-        dist = torch.where(valid, dist, torch.full_like(dist, float("inf")))
-        ids = torch.where(valid, gallery_ids_dev[safe_cols], -1)
-        # final order: exact distance, then item id (invalid slots last)
-        order = torch.argsort((ordered_int(dist) << 32) | torch.where(valid, ids, 2**31), dim=1)
-        out_ids[start:stop] = ids.gather(1, order).cpu().numpy()
-        out_dist[start:stop] = dist.gather(1, order).cpu().numpy()
+        out_ids[start:stop], out_dist[start:stop] = finalize(queries, gallery, gallery_ids_dev, values, cols, distance)
     return out_ids, out_dist

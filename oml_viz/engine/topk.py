@@ -67,13 +67,16 @@ def smallest_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor
     if cols % GROUP:
         raise ValueError(f"scores has {cols} columns, not a multiple of {GROUP}")
     n_groups = cols // GROUP
-    device = scores.device
     if n_groups <= k:
         pos = smallest_positions(scores, k)
         return scores.gather(1, pos), pos
-    group_min = scores.view(rows, n_groups, GROUP).amin(dim=2)
-    best = smallest_positions(group_min, k).sort(dim=1).values  # in column order
-    columns = (best.unsqueeze(2) * GROUP + torch.arange(GROUP, device=device)).reshape(rows, k * GROUP)
-    candidates = scores.gather(1, columns)
+    grouped = scores.view(rows, n_groups, GROUP)
+    best = smallest_positions(grouped.amin(dim=2), k).sort(dim=1).values  # in column order
+    candidates = grouped.gather(1, best.unsqueeze(2).expand(rows, k, GROUP)).reshape(rows, k * GROUP)
     pos = smallest_positions(candidates, k)  # positions follow column order: ties by column
-    return candidates.gather(1, pos), columns.gather(1, pos)
+    return candidates.gather(1, pos), group_columns(best, pos)
+
+
+def group_columns(groups: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Columns of positions ``pos`` in candidates made of whole groups ``groups`` (R, m)."""
+    return groups.gather(1, pos // GROUP) * GROUP + pos % GROUP
