@@ -353,3 +353,21 @@ def test_close_while_rendering_is_safe(data, vit):
     panel.close()  # the job may still run; it must not touch closed widgets or raise
     time.sleep(0.3)
     assert panel.view.image.comm is None
+
+
+def test_panels_over_plain_arrays_without_categories():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(4), 3)
+    images = [rng.integers(0, 256, (20 + i, 30, 3), dtype=np.uint8) for i in range(len(labels))]
+    emb = np.eye(4, dtype=np.float32)[labels] + rng.normal(0, 0.6, (len(labels), 4)).astype(np.float32)
+    res = ov.retrieve(emb, labels, top_n=3)
+    metrics = MetricsPanel(res)
+    assert list(metrics.table.index) == ["OVERALL"] and list(metrics.table.columns) == ["cmc/1"]
+    assert metrics.metric.value == "cmc/1"  # k above top_n are dropped, not an error
+    with pytest.raises(ValueError, match="metric"):
+        MetricsPanel(res, metric="map/5")
+    wq = WorstQueriesPanel(res, images, n_queries=5, n_instances=3)
+    assert wq.category.disabled and wq.n_pages == 3 and wq.grid.error is None
+    assert wq.metric.value == "map/3" and wq.page_query_ids == res.worst_queries("map/3", 5).tolist()
+    for panel in (metrics, wq):
+        panel.close()

@@ -38,7 +38,7 @@ class AttentionPanel(Panel):
     heats: PngCache | None = None
 
     def __init__(self, model: Any, images: Any, *, res: Any = None, item_ids: Sequence[int] | None = None,
-                 dataset_root: str | os.PathLike | None = None, metric: str = "map/5", side: int = 224,
+                 dataset_root: str | os.PathLike | None = None, metric: str | None = None, side: int = 224,
                  background: bool = True):
         net = unwrap_model(model)
         if not is_vit(net):

@@ -63,6 +63,11 @@ def metric_options(top_n: int) -> list[str]:
     return [f"{kind}/{k}" for kind in ("map", "precision", "cmc") for k in ks]
 
 
+def default_metric(top_n: int, metric: str | None = None) -> str:
+    """``metric``, or when None ``"map/5"`` (``map/top_n`` for a result with fewer columns)."""
+    return metric if metric is not None else f"map/{min(5, int(top_n))}"
+
+
 class Panel(w.VBox):
     """Base of the panels: a VBox with image slots, a PNG cache and a static export.
 

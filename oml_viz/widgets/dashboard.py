@@ -47,7 +47,7 @@ class Dashboard(w.VBox):
 
     def __init__(self, res: Any, images: Any, model: Any = None, cnn: Any = None, *,
                  dataset_root: str | os.PathLike | None = None, categories: Sequence[Hashable] | None = None,
-                 item_ids: Sequence[int] | None = None, metric: str = "map/5",
+                 item_ids: Sequence[int] | None = None, metric: str | None = None,
                  gradcam_kwargs: dict | None = None, background: bool = True):
         super().__init__()
         self.add_class("ov-dashboard")

@@ -65,7 +65,7 @@ class GradCAMPanel(Panel):
 
     def __init__(self, model: Any, images: Any, *, res: Any = None, item_ids: Sequence[int] | None = None,
                  dataset_root: str | os.PathLike | None = None, methods: Sequence[str] = DEFAULT_METHODS,
-                 layers: Sequence[str] | None = None, metric: str = "map/5", side: int = 224,
+                 layers: Sequence[str] | None = None, metric: str | None = None, side: int = 224,
                  input_size: tuple[int, int] | None = None, background: bool = True):
         net = unwrap_model(model)
         bad = [m for m in methods if str(m).lower() not in CAM_METHODS]

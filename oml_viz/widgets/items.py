@@ -48,11 +48,12 @@ class Items:
         return f"item {int(item)}{label}"
 
 
-def default_item_ids(res: Any, n_items: int, metric: str = "map/5", n: int = 20) -> list[int]:
+def default_item_ids(res: Any, n_items: int, metric: str | None = None, n: int = 20) -> list[int]:
     """Items a picker offers first: the ``n`` worst queries by ``metric`` when there is a result,
     else the first ``n`` items."""
     if res is None:
         return list(range(min(n, n_items)))
+    metric = metric if metric is not None else f"map/{min(5, int(res.retrieved_ids.shape[1]))}"
     try:
         ids = [int(i) for i in res.worst_queries(metric, n)]
     except ValueError:  # metric k above top_n: fall back to the queries in order
@@ -60,7 +61,7 @@ def default_item_ids(res: Any, n_items: int, metric: str = "map/5", n: int = 20)
     return ids or [int(i) for i in res.query_ids[:n]]
 
 
-def check_item_ids(item_ids: Sequence[int] | None, items: Items, res: Any, metric: str) -> list[int]:
+def check_item_ids(item_ids: Sequence[int] | None, items: Items, res: Any, metric: str | None) -> list[int]:
     ids = default_item_ids(res, len(items), metric) if item_ids is None else [int(i) for i in item_ids]
     if not ids:
         raise ValueError("item_ids: no items to show")

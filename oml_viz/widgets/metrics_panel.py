@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .base import Panel, item_categories, valid_ks as _ks
+from .base import Panel, default_metric, item_categories, valid_ks as _ks
 from .png import figure_to_png
 from .tables import metrics_table_html
 
@@ -57,7 +57,7 @@ class MetricsPanel(Panel):
         res: the retrieval result.
         categories: one category per item (default: the result's own categories; else OVERALL only).
         images: optional OML dataframe whose ``category`` column is used when neither is given.
-        metric: the metric selected first.
+        metric: the metric selected first (default ``"map/5"``, else the first column).
         precision_top_k, map_top_k, cmc_top_k: k values of the table (k above ``res.top_n`` are
             dropped); the curve uses every k from 1 to ``top_n``.
         fmr_vals, pcf_variance: extra columns, as in ``res.metrics``.
@@ -68,7 +68,7 @@ class MetricsPanel(Panel):
     css_class = "ov-metrics"
 
     def __init__(self, res: Any, categories: Sequence[Hashable] | None = None, *, images: Any = None,
-                 metric: str = "map/5", cmc_top_k: Sequence[int] = (1, 5), precision_top_k: Sequence[int] = (5,),
+                 metric: str | None = None, cmc_top_k: Sequence[int] = (1, 5), precision_top_k: Sequence[int] = (5,),
                  map_top_k: Sequence[int] = (5,), fmr_vals: Sequence[float] = (), pcf_variance: Sequence[float] = (),
                  background: bool = True):
         super().__init__(background=background)
@@ -85,7 +85,11 @@ class MetricsPanel(Panel):
         shown = [c for c in full.columns if not c.startswith("cmc/") or int(c.split("/")[1]) in _ks(cmc_top_k, top_n)]
         self.table: pd.DataFrame = full[shown]
         self.curve_table: pd.DataFrame = full[self.cmc_columns]
-        metric = metric if metric in self.table.columns else self.table.columns[0]
+        metric = default_metric(top_n, metric)
+        if metric not in self.table.columns:
+            metric = self.table.columns[0] if metric == default_metric(top_n) else metric
+        if metric not in self.table.columns:
+            raise ValueError(f"metric: {metric!r} is not a column of the table {list(self.table.columns)}")
 
         self.metric = w.Dropdown(options=list(self.table.columns), value=metric, description="metric")
         self.metric.add_class("ov-metric-select")

@@ -20,7 +20,7 @@ import numpy as np
 
 from oml_viz.render import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR, QueriesDisplay
 
-from .base import Panel, item_categories, metric_options
+from .base import Panel, default_metric, item_categories, metric_options
 from .items import Items
 from .png import captioned_strip, rgb_to_png
 
@@ -37,7 +37,8 @@ class WorstQueriesPanel(Panel):
             shows the two images without maps.
         categories: one per item (default: the result's, else the dataframe's ``category``).
         dataset_root: root of relative paths (default: ``df.attrs["dataset_root"]``).
-        metric: the per-query metric to rank by first (e.g. ``"map/5"``, ``"cmc/1"``).
+        metric: the per-query metric to rank by first (e.g. ``"cmc/1"``; default ``"map/5"``, or
+            ``map/top_n`` when the result holds fewer than 5 columns).
         n_queries: queries per page; n_instances: results per query (at most ``top_n``);
         n_gt: nearest ground truths per query.
         explain_method: ``explain_pair``'s method (``"auto"``: token matching for ViTs, else Grad-CAM).
@@ -48,7 +49,7 @@ class WorstQueriesPanel(Panel):
     css_class = "ov-worst-queries"
 
     def __init__(self, res: Any, images: Any, *, model: Any = None, categories: Sequence[Hashable] | None = None,
-                 dataset_root: str | os.PathLike | None = None, metric: str = "map/5", n_queries: int = 5,
+                 dataset_root: str | os.PathLike | None = None, metric: str | None = None, n_queries: int = 5,
                  n_instances: int = 5, n_gt: int = 2, explain_method: str = "auto", tile_size: int = 112,
                  background: bool = True):
         super().__init__(background=background)
@@ -59,6 +60,7 @@ class WorstQueriesPanel(Panel):
         if n_instances > top_n:
             raise ValueError(f"n_instances={n_instances} is above the result's top_n={top_n}: "
                              f"call retrieve(..., top_n={n_instances})")
+        metric = default_metric(top_n, metric)
         options = metric_options(top_n)
         if metric not in options:
             res.per_query(metric)  # raises a clear error for an unknown metric or a k above top_n
