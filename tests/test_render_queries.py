@@ -256,3 +256,20 @@ def test_savefig_at_another_dpi_scales_the_whole_grid(res, dpi):
     assert out.shape[:2] == (round(lay.height * dpi / 100), round(lay.width * dpi / 100))
     ref = np.asarray(Image.fromarray(disp.image_).resize((out.shape[1], out.shape[0])))
     assert np.abs(out.astype(int) - ref).mean() < 3
+
+
+def test_rows_with_padded_results_leave_slots_empty():
+    """Sequence exclusions leave item 0 two candidates of three: the third slot stays blank."""
+    emb = np.array([[0.0], [1.0], [2.0], [3.0]], np.float32)
+    res = ov.retrieve(emb, [0, 0, 1, 1], top_n=3, sequence_ids=[7, 8, 7, 9], device="cpu")
+    assert res.retrieved_ids[0, 2] == -1
+    imgs = [np.full((10, 10, 3), item_color(i), np.uint8) for i in range(4)]
+    disp = QueriesDisplay.from_results(res, imgs, [0], n_instances=3, n_gt=1).plot()
+    assert [(t.col, t.item_id) for t in disp.tiles_] == [(0, 0), (1, 1), (2, 3), (4, 1)]
+    assert (tile_pixels(disp.image_, disp.layout_, 0, 3) == 255).all()
+
+
+def test_top_level_names():
+    assert ov.plot_worst_queries is ov.render.plot_worst_queries
+    assert ov.QueriesDisplay is QueriesDisplay
+    assert ov.datasets.make_demo_dataset is ov.data.make_demo_dataset
