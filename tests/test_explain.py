@@ -182,6 +182,22 @@ def test_attention_restores_model_state_even_on_error():
     torch.testing.assert_close(model(x), ref)  # same function as before
 
 
+@pytest.mark.parametrize("arch,kw", [
+    ("vit_small_patch14_reg4_dinov2", dict(img_size=56)),      # registers, layer scale, patch 14
+    ("deit_tiny_distilled_patch16_224", dict(img_size=64)),    # CLS + distillation token
+    ("eva02_tiny_patch14_224", dict(img_size=56)),             # EVA attention with RoPE, avg pool
+    ("vit_base_patch16_siglip_224", dict(img_size=64, embed_dim=64, num_heads=2)),  # no CLS, attention pool
+])
+def test_real_timm_vits_give_maps_and_keep_state(arch, kw):
+    model = timm.create_model(arch, pretrained=False, num_classes=0, depth=2, **kw).train()
+    before = capture_state(model)
+    img = np.random.default_rng(0).integers(0, 256, (50, 90, 3), dtype=np.uint8)
+    for heat in (attention_map(model, img), attention_map(model, img, rollout=True, head="max"),
+                 gradcam_map(model, img), explain_pair(model, img, img[:, :40]).gallery_map):
+        assert heat.dtype == np.float32 and heat.shape[0] == 50 and heat.std() > 0
+    assert capture_state(model) == before and model.training
+
+
 # --- Grad-CAM -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["gradcam", "gradcam++", "xgradcam", "layercam", "hirescam", "scorecam"])

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from oml_viz.explain.inputs import (fit_input_size, images_to_tensor, is_vit, model_device, resize_map,
-                                    to_rgb, unwrap_model)
+from oml_viz.explain.inputs import (fit_input_size, images_to_tensor, is_vit, resize_map, to_model, to_rgb,
+                                    unwrap_model)
 from oml_viz.explain.overlay import overlay_heatmap
 from oml_viz.explain.state import preserved_state
 
@@ -154,10 +154,9 @@ def gradcam_maps(
     refs = _as_reference_list(reference, len(rgbs))
     sizes = [tuple(input_size) if input_size is not None else fit_input_size(net, *r.shape[:2]) for r in rgbs]
     out: list[np.ndarray | None] = [None] * len(rgbs)
-    device = model_device(net)
     for size in dict.fromkeys(sizes):  # groups of equal input size, first-seen order
         idx = [i for i, s in enumerate(sizes) if s == size]
-        x = images_to_tensor(net, [rgbs[i] for i in idx], size).to(device)  # type: ignore[arg-type]
+        x = to_model(images_to_tensor(net, [rgbs[i] for i in idx], size), net)  # type: ignore[arg-type]
         cams = _run_cam(net, x, [refs[i] for i in idx], cam_cls, layer)
         for j, i in enumerate(idx):
             out[i] = resize_map(cams[j], *rgbs[i].shape[:2])

@@ -54,6 +54,13 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def to_model(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """``x`` on the model's device, in its floating dtype (half / bfloat16 models work)."""
+    for p in model.parameters():
+        return x.to(device=p.device, dtype=p.dtype if p.dtype.is_floating_point else x.dtype)
+    return x
+
+
 def data_config(model: nn.Module) -> dict:
     """timm's data config for ``model`` (mean, std, interpolation, input_size), quietly."""
     from timm.data import resolve_data_config
@@ -131,7 +138,7 @@ def prepare_image(model: nn.Module, image: Any, input_size: tuple[int, int] | No
     rgb = to_rgb(image, name)
     size = tuple(input_size) if input_size is not None else fit_input_size(model, *rgb.shape[:2])
     x = images_to_tensor(model, [rgb], size)  # type: ignore[arg-type]
-    return x.to(model_device(model)), rgb
+    return to_model(x, model), rgb
 
 
 def unit_range(m: np.ndarray | torch.Tensor) -> np.ndarray:
