@@ -83,7 +83,7 @@ def test_titles_and_gt_order(res):
     disp = QueriesDisplay.from_results(res, item_images(), [5, 8], n_instances=3, n_gt=3).plot()
     by_row = {r: [t for t in disp.tiles_ if t.row == r] for r in (0, 1)}
     q5 = by_row[0][0].title
-    assert "#5" in q5 and "n_gt=2" in q5
+    assert q5.startswith("query id 5") and "n_gt=2" in q5
     results = by_row[0][1:4]
     assert [t.title.split()[0] for t in results] == ["#1", "#2", "#3"]
     assert results[0].title.endswith("d=0.500")  # item 6 at 9.5

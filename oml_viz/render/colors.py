@@ -11,8 +11,3 @@ BACKGROUND_COLOR = (255, 255, 255)
 PLACEHOLDER_FILL = (236, 236, 236)
 PLACEHOLDER_LINES = (200, 200, 200)
 PLACEHOLDER_TEXT = (170, 0, 0)
-
-
-def mpl_color(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
-    """0..255 RGB -> matplotlib's 0..1 floats."""
-    return tuple(c / 255.0 for c in rgb)  # type: ignore[return-value]

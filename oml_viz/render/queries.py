@@ -208,9 +208,9 @@ class QueriesDisplay:
         """(row, col, item_id, role, title) of every tile to draw."""
         cells = []
         for r, row in enumerate(self.rows):
-            head = f"Query #{row.query_id}\nn_gt={row.n_gt}"
+            head = f"query id {row.query_id}\nn_gt={row.n_gt}"
             if row.metric is not None and row.metric_value is not None:
-                head = f"Query #{row.query_id}  n_gt={row.n_gt}\n{row.metric}={row.metric_value:.3f}"
+                head += f"  {row.metric}={row.metric_value:.2f}"
             cells.append((r, 0, row.query_id, "query", head))
             for i, (gid, d, rel) in enumerate(zip(row.result_ids, row.result_distances, row.result_relevant)):
                 cells.append((r, 1 + i, int(gid), "relevant" if rel else "not_relevant",
