@@ -55,11 +55,6 @@ def _distance_chunks(
         yield rows, dist, valid, relevant
 
 
-def _gathered(collected: dict, key: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    pairs = torch.cat(collected.get(key, [torch.empty(0, 2, dtype=torch.float64)])).numpy()
-    return pairs[:, 0], pairs[:, 1]
-
-
 def fnmr_at_fmr(
     vectors: torch.Tensor,
     query_ids: np.ndarray,
@@ -111,34 +106,33 @@ def fnmr_at_fmr(
             wanted[g, b0 : b1 + 1] = True
             plans.append((g, h, r0, r1, b0, b1))
 
-    # pass 2: collect the distances inside the wanted bins
-    wanted_dev = torch.as_tensor(wanted, device=device)
-    collected: dict[tuple[int, int], list[torch.Tensor]] = {}  # (group row, relevant) -> [dist, bin]
+    # pass 2: collect the distances inside the wanted bins: OVERALL's bins, and each query's
+    # group's bins (one table lookup per pair, whatever the number of groups)
+    wanted_flat = torch.as_tensor(wanted.reshape(-1), device=device)
+    collected: list[list[torch.Tensor]] = [[], []]  # OVERALL, groups: rows of [dist, bin, rel, group row]
     for rows, dist, valid, relevant in _distance_chunks(*args):
         b = bins_of(dist)
-        row_groups = groups[rows].unsqueeze(1).expand_as(b)
-        for g_row, g_rows in ((0, None), *((1 + g, g) for g in range(n_groups))):
-            keep = valid & wanted_dev[g_row][b]
-            if g_rows is not None:
-                keep &= row_groups == g_rows
-            for is_rel in (0, 1):
-                sel = keep & (relevant if is_rel else ~relevant)
-                if bool(sel.any()):
-                    pair = torch.stack([dist[sel].double(), b[sel].double()], dim=1).cpu()
-                    collected.setdefault((g_row, is_rel), []).append(pair)
+        group_row = (1 + groups[rows]).unsqueeze(1).expand_as(b)
+        for target, offset in ((0, None), (1, group_row * N_BINS)):
+            keep = valid & wanted_flat[b if offset is None else offset + b]
+            if bool(keep.any()):
+                rel = relevant[keep].double()
+                g = torch.zeros_like(rel) if offset is None else group_row[keep].double()
+                collected[target].append(torch.stack([dist[keep].double(), b[keep].double(), rel, g], 1).cpu())
+    tables = [torch.cat(c).numpy() if c else np.empty((0, 4)) for c in collected]
 
     out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
     for i, plan in enumerate(plans):
         if plan is None:
             continue
         g, h, r0, r1, b0, b1 = plan
-        neg, neg_bins = _gathered(collected, (g, 0))
-        neg_in = np.sort(neg[(neg_bins >= b0) & (neg_bins <= b1)])
+        table = tables[0] if g == 0 else tables[1][tables[1][:, 3] == g]
+        in_bins = (table[:, 1] >= b0) & (table[:, 1] <= b1)
+        is_rel = table[:, 2] > 0
+        neg_in = np.sort(table[in_bins & ~is_rel, 0])
         below = int(neg_hist[g, :b0].sum())
         x0, x1 = neg_in[r0 - below], neg_in[r1 - below]
         t = x0 + (h - r0) * (x1 - x0)
-        pos, pos_bins = _gathered(collected, (g, 1))
-        in_range = (pos_bins >= b0) & (pos_bins <= b1)
-        n_above = int(pos_hist[g, b1 + 1 :].sum()) + int((pos[in_range] >= t).sum())
+        n_above = int(pos_hist[g, b1 + 1 :].sum()) + int((table[in_bins & is_rel, 0] >= t).sum())
         out[g, i % len(fmr_vals)] = n_above / pos_hist[g].sum()
     return out
