@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -99,8 +99,8 @@ def main() -> None:
     if load > args.threads + 0.5:
         print("note: the machine is busier than the threads used; absolute times are inflated, "
               "the 'x forward' ratios are the comparable numbers")
-    print(f"| model | call | median s | x forward | target |")
-    print(f"|---|---|---|---|---|")
+    print("| model | call | median s | x forward | target |")
+    print("|---|---|---|---|---|")
     for model, label, t, b, target in rows:
         verdict = "" if target is None else (f"< {target} s: {'PASS' if t < target else 'FAIL'}")
         print(f"| {model} | {label} | {t:.3f} | {t / b:.2f} | {verdict} |")

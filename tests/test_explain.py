@@ -17,13 +17,22 @@ from torch import nn
 timm = pytest.importorskip("timm")
 pytest.importorskip("pytorch_grad_cam")
 
-from timm.layers import BatchNormAct2d, SelectAdaptivePool2d, create_conv2d  # noqa: E402
-from timm.models.deit import VisionTransformerDistilled  # noqa: E402
-from timm.models.vision_transformer import VisionTransformer  # noqa: E402
+from timm.layers import BatchNormAct2d, SelectAdaptivePool2d, create_conv2d
+from timm.models.deit import VisionTransformerDistilled
+from timm.models.vision_transformer import VisionTransformer
 
-import oml_viz as ov  # noqa: E402
-from oml_viz.explain import (CAM_METHODS, attention_map, capture_state, draw_attention, draw_gradcam,  # noqa: E402
-                             explain_pair, gradcam_map, gradcam_maps, overlay_heatmap)
+import oml_viz as ov
+from oml_viz.explain import (
+    CAM_METHODS,
+    attention_map,
+    capture_state,
+    draw_attention,
+    draw_gradcam,
+    explain_pair,
+    gradcam_map,
+    gradcam_maps,
+    overlay_heatmap,
+)
 
 torch.set_num_threads(2)
 D, HEADS = 16, 2
@@ -183,10 +192,10 @@ def test_attention_restores_model_state_even_on_error():
 
 
 @pytest.mark.parametrize("arch,kw", [
-    ("vit_small_patch14_reg4_dinov2", dict(img_size=56)),      # registers, layer scale, patch 14
-    ("deit_tiny_distilled_patch16_224", dict(img_size=64)),    # CLS + distillation token
-    ("eva02_tiny_patch14_224", dict(img_size=56)),             # EVA attention with RoPE, avg pool
-    ("vit_base_patch16_siglip_224", dict(img_size=64, embed_dim=64, num_heads=2)),  # no CLS, attention pool
+    ("vit_small_patch14_reg4_dinov2", {"img_size": 56}),      # registers, layer scale, patch 14
+    ("deit_tiny_distilled_patch16_224", {"img_size": 64}),    # CLS + distillation token
+    ("eva02_tiny_patch14_224", {"img_size": 56}),             # EVA attention with RoPE, avg pool
+    ("vit_base_patch16_siglip_224", {"img_size": 64, "embed_dim": 64, "num_heads": 2}),  # no CLS, attention pool
 ])
 def test_real_timm_vits_give_maps_and_keep_state(arch, kw):
     model = timm.create_model(arch, pretrained=False, num_classes=0, depth=2, **kw).train()

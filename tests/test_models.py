@@ -9,12 +9,18 @@ from PIL import Image
 
 pytest.importorskip("timm")
 
-from oml_viz.explain import capture_state  # noqa: E402
-from oml_viz.models import (ResnetExtractor, TimmExtractor, ViTExtractor, extract_embeddings,  # noqa: E402
-                            load_extractor, load_weights)
+from oml_viz.explain import capture_state
+from oml_viz.models import (
+    ResnetExtractor,
+    TimmExtractor,
+    ViTExtractor,
+    extract_embeddings,
+    load_extractor,
+    load_weights,
+)
 
 torch.set_num_threads(2)
-SMALL_VIT = dict(arch="vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, embed_dim=32, num_heads=2)
+SMALL_VIT = {"arch": "vit_tiny_patch16_224", "img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 32, "num_heads": 2}
 
 
 def small_vit(**kw):

@@ -22,7 +22,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -32,7 +32,7 @@ from oml_viz.explain.inputs import is_vit, prepare_image, resize_map, unwrap_mod
 from oml_viz.explain.overlay import overlay_heatmap
 from oml_viz.explain.state import preserved_state
 
-Head = Union[int, Literal["mean", "max"]]
+Head = int | Literal["mean", "max"]
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:

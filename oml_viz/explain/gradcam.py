@@ -18,14 +18,22 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from oml_viz.explain.inputs import (fit_input_size, images_to_tensor, is_vit, resize_map, to_model, to_rgb,
-                                    unwrap_model)
+from oml_viz.explain.inputs import (
+    fit_input_size,
+    images_to_tensor,
+    is_vit,
+    resize_map,
+    to_model,
+    to_rgb,
+    unwrap_model,
+)
 from oml_viz.explain.overlay import overlay_heatmap
 from oml_viz.explain.state import preserved_state
 

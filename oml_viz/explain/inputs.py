@@ -12,7 +12,8 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ def fit_input_size(model: nn.Module, height: int, width: int) -> tuple[int, int]
         return bh, bw
     m = size_multiple(model)
     scale = math.sqrt((bh * bw) / float(height * width))
-    return max(m, int(round(height * scale / m)) * m), max(m, int(round(width * scale / m)) * m)
+    return max(m, round(height * scale / m) * m), max(m, round(width * scale / m) * m)
 
 
 def to_rgb(image: Any, name: str = "image") -> np.ndarray:

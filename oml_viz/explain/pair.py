@@ -23,7 +23,13 @@ from torch import nn
 
 from oml_viz.explain.attention import token_grid
 from oml_viz.explain.gradcam import gradcam_maps
-from oml_viz.explain.inputs import is_vit, prepare_image, resize_map, to_rgb, unwrap_model
+from oml_viz.explain.inputs import (
+    is_vit,
+    prepare_image,
+    resize_map,
+    to_rgb,
+    unwrap_model,
+)
 from oml_viz.explain.overlay import overlay_heatmap
 from oml_viz.explain.state import preserved_state
 
@@ -48,7 +54,7 @@ class PairExplanation:
         import matplotlib.pyplot as plt
 
         if axes is None:
-            fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+            _, axes = plt.subplots(1, 2, figsize=(6, 3))
         q, g = self.overlays(cmap, alpha)
         for ax, img, title in zip(axes, (q, g), ("query", "gallery")):
             ax.imshow(img)

@@ -40,7 +40,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except Exception as e:  # pickle errors, truncated files, non-tensor payloads
         raise ValueError(f"weights: cannot read {p} as a torch checkpoint with weights_only=True ({e})") from e
     if not isinstance(obj, dict):
-        raise ValueError(f"weights: {p} holds a {type(obj).__name__}, expected a state dict")
+        raise ValueError(f"weights: {p} holds a {type(obj).__name__}, expected a state dict")  # noqa: TRY004 (file content)
     return obj
 
 

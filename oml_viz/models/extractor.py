@@ -18,8 +18,9 @@ checkpoint path (``.pt``/``.pth``/``.ckpt``/``.safetensors``, read safely) or
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,7 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from oml_viz.explain.inputs import base_input_size, data_config, is_vit
-from oml_viz.models.checkpoint import check_config_value, load_extractor, load_weights, save_extractor
+from oml_viz.models.checkpoint import (
+    check_config_value,
+    load_extractor,
+    load_weights,
+    save_extractor,
+)
 from oml_viz.models.embed import extract_embeddings
 
 
@@ -111,7 +117,7 @@ class TimmExtractor(nn.Module):
         return save_extractor(self, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, **overrides: Any) -> "TimmExtractor":
+    def load(cls, path: str | os.PathLike, **overrides: Any) -> TimmExtractor:
         """Rebuild an extractor saved with :meth:`save`; ``overrides`` replace saved settings."""
         return load_extractor(path, **overrides)
 
