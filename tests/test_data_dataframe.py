@@ -201,3 +201,27 @@ def test_bool_like_values_are_accepted(dataset):
     out = validate_dataframe(df, root)
     assert out["is_query"].tolist()[2:] == [True, False, True, False]
     assert out["is_gallery"].tolist()[2:] == [True, True, True, True]
+
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_cell = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True),
+                  st.text(max_size=6), st.sampled_from(["train", "validation", "True", "0", ""]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.fixed_dictionaries({c: _cell for c in
+                                       ["label", "path", "split", "is_query", "is_gallery", "category",
+                                        "x_1", "y_1", "x_2", "y_2"]}), min_size=1, max_size=6))
+def test_any_cells_give_problems_or_a_valid_frame_never_a_crash(rows):
+    df = pd.DataFrame(rows)
+    problems = check_dataframe(df, check_files=False)
+    assert all(p.row in df.index or p.row is None for p in problems)
+    if problems:
+        with pytest.raises(DataFrameError):
+            validate_dataframe(df, check_files=False)
+    else:
+        out = validate_dataframe(df, check_files=False)
+        assert out["is_query"].dtype == bool
+        bboxes(out)  # every bbox parses
