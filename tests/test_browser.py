@@ -59,13 +59,14 @@ def wait_for(check, timeout: float, what: str, interval: float = 0.5):
 
 
 @pytest.fixture
-def lab(tmp_path):
+def lab(tmp_path, tmp_path_factory):
     """A JupyterLab server on a free port over a copy of the notebook; yields its base URL."""
     root = tmp_path / "lab"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     port = free_port()
-    env = dict(os.environ, OML_VIZ_WORK_DIR=str(tmp_path / "work"), OML_VIZ_QUICK="1",
+    work = tmp_path_factory.getbasetemp() / "oml_viz_demo_quick"  # shared with tests/test_notebook.py
+    env = dict(os.environ, OML_VIZ_WORK_DIR=str(work), OML_VIZ_QUICK="1",
                JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))

@@ -2,12 +2,14 @@
 
 The kernel is ``python3`` as seen by the Python running pytest: run the tests with
 ``.venv/bin/python -m pytest`` and the venv's ipykernel (its kernelspec lives in the venv) runs
-the notebook. Demo assets are made in quick mode under a temporary folder.
+the notebook. Demo assets are made in quick mode once per test session, in a folder the
+browser test reuses (the demo caches its trained models by recipe).
 """
 from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -29,8 +31,9 @@ def test_notebook_is_committed_without_outputs():
 
 
 @pytest.mark.slow
-def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
-    work = tmp_path / "work"
+def test_notebook_runs_top_to_bottom(tmp_path_factory, monkeypatch):
+    work = tmp_path_factory.getbasetemp() / "oml_viz_demo_quick"  # shared with tests/test_browser.py
+    started = time.time()
     monkeypatch.setenv("OML_VIZ_WORK_DIR", str(work))
     monkeypatch.setenv("OML_VIZ_QUICK", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)
@@ -60,6 +63,7 @@ def test_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
     assert len(images["ov-grid-image"]) >= 2  # its own panel and the dashboard's
 
     report = work / "report.html"
+    assert report.stat().st_mtime >= started - 1  # written by this run
     page = report.read_text()
     assert page.count("data:image/png;base64,") == 4 and "<script" not in page
     json.dumps(state)  # the stored state is plain JSON: the notebook can be saved with it
