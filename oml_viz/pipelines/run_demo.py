@@ -1,0 +1,187 @@
+"""``oml-viz demo``: the whole story on the demo data, written to ``demo_output/``.
+
+1. :func:`oml_viz.pipelines.demo.demo_assets`: the dataset and the trained ViT and CNN (trained
+   now, or reused from ``<work_dir>/checkpoints``), training logged to TensorBoard;
+2. retrieval with the trained ViT on the validation split, and with the same ViT at its
+   random initialisation, so the printout shows what training bought;
+3. logs the metrics, the worst queries and the explanations to TensorBoard (``<work_dir>/logs``);
+4. writes ``metrics.csv``, ``worst_queries.png``, ``attention.png``, ``gradcam.png`` and
+   ``report.html`` (the widgets' dashboard as a static page) into ``work_dir``.
+
+Example:
+    >>> summary = run_demo("demo_output", quick=True)         # doctest: +SKIP
+    >>> summary.trained_cmc1 > summary.random_cmc1             # doctest: +SKIP
+    True
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from oml_viz.pipelines.demo import DemoAssets, _key, demo_assets, demo_recipe
+
+__all__ = ["DemoSummary", "run_demo", "random_init_cmc1", "NOTEBOOK"]
+
+NOTEBOOK = "notebooks/visualization.ipynb"
+_METRICS = {"cmc_top_k": (1, 5), "precision_top_k": (5,), "map_top_k": (5,), "fmr_vals": (0.1,),
+            "pcf_variance": (0.5,)}
+_WORST_METRIC = "map/5"
+_N_EXPLAINED = 4
+
+
+@dataclass
+class DemoSummary:
+    """What the demo measured and wrote."""
+
+    metrics: pd.DataFrame
+    trained_cmc1: float
+    random_cmc1: float
+    files: dict[str, Path]
+    work_dir: Path
+    trained_now: list[str] = field(default_factory=list)
+
+
+def _cmc1(embeddings: np.ndarray, rows: pd.DataFrame) -> float:
+    from oml_viz.engine import retrieve
+
+    res = retrieve(embeddings, rows["label"].tolist(), rows["is_query"].to_numpy(bool),
+                   rows["is_gallery"].to_numpy(bool), top_n=1, progress=False)
+    return float(res.metrics(cmc_top_k=(1,), precision_top_k=(), map_top_k=())["cmc/1"]["OVERALL"])
+
+
+def random_init_cmc1(assets: DemoAssets, quick: bool, progress: bool = True) -> float:
+    """CMC@1 of the demo ViT at the initialisation training started from (same seed), cached."""
+    recipe = demo_recipe(quick)
+    cache = assets.work_dir / "checkpoints" / f"vit-{_key(recipe, 'vit')}.random_cmc1.json"
+    if cache.is_file():
+        try:
+            return float(json.loads(cache.read_text())["cmc/1"])
+        except (ValueError, KeyError):
+            pass  # a broken cache is recomputed
+    from oml_viz.pipelines.config import ModelConfig
+    from oml_viz.pipelines.steps import build_extractor, seed_everything
+
+    seed_everything(recipe["common"]["seed"])  # the train pipeline seeds the same way before building
+    m = recipe["vit"]
+    fresh = build_extractor(ModelConfig(arch=m["arch"], kind=m["kind"], normalise_features=m["normalise_features"],
+                                        kwargs=m["kwargs"]))
+    emb = fresh.extract(assets.df, batch_size=128, progress=progress)
+    value = _cmc1(emb, assets.df)
+    cache.write_text(json.dumps({"cmc/1": value}))
+    return value
+
+
+def _explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], ids: list[int], title: str) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2.0 * len(images), 4.2), dpi=100)
+    axes = fig.subplots(2, len(images), squeeze=False)
+    for j, (img, ov, item) in enumerate(zip(images, overlays, ids)):
+        axes[0, j].imshow(img)
+        axes[0, j].set_title(f"item {item}", fontsize=9)
+        axes[1, j].imshow(ov)
+        for ax in axes[:, j]:
+            ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def run_demo(work_dir: str | os.PathLike = "demo_output", quick: bool = False, force_retrain: bool = False,
+             progress: bool = True, echo: Callable[[str], None] | None = print) -> DemoSummary:
+    """Run the demo (see the module docstring) and return a :class:`DemoSummary`."""
+    from oml_viz.data.sources import ImageSource
+    from oml_viz.engine import retrieve
+    from oml_viz.loggers import create_logger
+    from oml_viz.render import plot_worst_queries
+    from oml_viz.pipelines.steps import flat_table, format_table
+
+    say = echo or (lambda s: None)
+    work = Path(work_dir).expanduser().resolve()
+    say(f"oml-viz demo: work dir {work}" + (" (quick)" if quick else ""))
+    assets = demo_assets(work, quick, force_retrain=force_retrain, progress=progress)
+    say("models: " + (f"trained now: {', '.join(assets.trained_now)}" if assets.trained_now
+                      else "reused checkpoints (--force-retrain trains again)"))
+    rows = assets.df
+
+    res = retrieve(assets.embeddings, rows["label"].tolist(), rows["is_query"].to_numpy(bool),
+                   rows["is_gallery"].to_numpy(bool), top_n=10, categories=rows["category"].tolist(),
+                   progress=False)
+    table = res.metrics(**_METRICS)
+    trained = float(table.loc["OVERALL", "cmc/1"])
+    random = random_init_cmc1(assets, quick, progress)
+
+    files: dict[str, Path] = {"metrics": work / "metrics.csv"}
+    table.to_csv(files["metrics"], index_label="category")
+
+    worst = [int(i) for i in res.worst_queries(_WORST_METRIC, _N_EXPLAINED)]
+    source = ImageSource(rows, assets.dataset_root)
+    images = [source.image(i) for i in worst]
+    figures = {
+        "worst_queries": plot_worst_queries(res, rows, metric=_WORST_METRIC, n_queries=5),
+        "attention": _explanation_grid(images, [assets.vit.draw_attention(im) for im in images], worst,
+                                       "ViT attention (last block, CLS -> patches, mean of heads), worst queries"),
+        "gradcam": _explanation_grid(images, [assets.cnn.draw_gradcam(im) for im in images], worst,
+                                     "Grad-CAM of the CNN's embedding (layer4), worst queries"),
+    }
+    for name, fig in figures.items():
+        files[name] = work / f"{name}.png"
+        fig.savefig(files[name], format="png")
+
+    logger = create_logger({"name": "tensorboard", "args": {"save_dir": str(work / "logs"), "name": "demo_validate"}})
+    status = "failed"
+    try:
+        logger.log_pipeline_info({"demo": demo_recipe(quick), "metric_args": _METRICS}, dataframe=rows,
+                                 tags=["demo", "validate"])
+        logger.log_metrics({**flat_table(table), "random_init/OVERALL/cmc/1": random}, step=0)
+        for name, fig in figures.items():
+            logger.log_figure(fig, name if name != "worst_queries" else f"worst_queries/{_WORST_METRIC}", step=0)
+        status = "success"
+    finally:
+        logger.finalize(status)
+
+    files["report"] = _write_report(assets, res, work / "report.html")
+
+    say("")
+    say(format_table(table))
+    say("")
+    say(f"CMC@1  trained ViT: {trained:.3f}   random-init ViT (same architecture, same data): {random:.3f}")
+    say("")
+    say("written:")
+    for name, path in files.items():
+        say(f"  {name:14s} {path}")
+    say(f"  {'tensorboard':14s} {work / 'logs'}  (view: {_venv_bin('tensorboard')} --logdir {shlex.quote(str(work / 'logs'))})")
+    say("")
+    say("open the notebook in JupyterLab:")
+    say(f"  OML_VIZ_WORK_DIR={shlex.quote(str(work))} {_venv_bin('jupyter')} lab {NOTEBOOK}")
+    return DemoSummary(table, trained, random, files, work, assets.trained_now)
+
+
+def _write_report(assets: DemoAssets, res: Any, path: Path) -> Path:
+    """The widgets' dashboard as a static HTML page (every tab's current view)."""
+    from oml_viz.widgets import Dashboard
+
+    dash = Dashboard(res, assets.df, model=assets.vit, cnn=assets.cnn, metric=_WORST_METRIC, background=False)
+    try:
+        return dash.save_html(path, title="oml_viz demo report")
+    finally:
+        dash.close()
+
+
+def _venv_bin(name: str) -> str:
+    """``.venv/bin/<name>`` when this Python is that venv's (as after ``make demo``), else ``<name>``."""
+    exe = Path(sys.executable)
+    here = exe.parent / name
+    try:
+        rel = here.relative_to(Path.cwd())
+    except ValueError:
+        return str(here) if here.exists() else name
+    return str(rel) if here.exists() else name
