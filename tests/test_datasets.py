@@ -6,7 +6,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import oml_viz as ov
@@ -15,7 +14,7 @@ from oml_viz.data import fashion_mnist as fm
 from oml_viz.data.demo import MAX_CLASSES, SHAPES, class_spec
 from oml_viz.datasets import make_demo_dataset, make_fashion_mnist_dataset
 
-SMALL = dict(n_classes=16, images_per_class=6, size=40)
+SMALL = {"n_classes": 16, "images_per_class": 6, "size": 40}
 
 
 @pytest.fixture(scope="module")

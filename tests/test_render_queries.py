@@ -9,7 +9,13 @@ from PIL import Image
 
 import oml_viz as ov
 from oml_viz.data import ThumbnailCache
-from oml_viz.render import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR, QueriesDisplay
+from oml_viz.render import (
+    GT_COLOR,
+    NOT_RELEVANT_COLOR,
+    QUERY_COLOR,
+    RELEVANT_COLOR,
+    QueriesDisplay,
+)
 from oml_viz.render.colors import BBOX_COLOR, PLACEHOLDER_FILL
 
 # 1-D positions: neighbour order and distances are easy to work out by hand and by numpy
@@ -182,7 +188,7 @@ def test_bbox_crop_is_default_and_draw_on_request(res, tmp_path):
                                         bbox_mode="draw").plot()
     px = tile_pixels(drawn.image_, drawn.layout_, 0, 0)
     is_box = (px == BBOX_COLOR).all(axis=2)
-    ys, xs = np.nonzero(is_box)
+    _, xs = np.nonzero(is_box)
     assert is_box.sum() > 50
     # the box sits on the right half of the (wider than tall) image, where the white square is
     assert xs.min() > px.shape[1] // 2 - 5

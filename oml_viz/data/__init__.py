@@ -7,8 +7,20 @@ Example:
 """
 from .cache import ThumbnailCache, default_cache
 from .dataframe import (
-    BBOX_COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, SPLITS, DataFrameError, Problem, bboxes,
-    check_dataframe, image_paths, normalize_dataframe, read_dataframe, resolve_path, row_bbox, split_ids,
+    BBOX_COLUMNS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    SPLITS,
+    DataFrameError,
+    Problem,
+    bboxes,
+    check_dataframe,
+    image_paths,
+    normalize_dataframe,
+    read_dataframe,
+    resolve_path,
+    row_bbox,
+    split_ids,
     validate_dataframe,
 )
 from .demo import make_demo_dataset
@@ -17,9 +29,30 @@ from .images import ImageLoadError, array_to_rgb, load_image, pil_to_rgb
 from .sources import ImageSource, Thumbnail
 
 __all__ = [
-    "BBOX_COLUMNS", "OPTIONAL_COLUMNS", "REQUIRED_COLUMNS", "SPLITS", "DataFrameError", "Problem",
-    "ThumbnailCache", "default_cache", "bboxes", "check_dataframe", "image_paths", "normalize_dataframe",
-    "read_dataframe", "resolve_path", "row_bbox", "split_ids", "validate_dataframe", "make_demo_dataset",
-    "make_fashion_mnist_dataset", "read_idx", "ImageLoadError", "array_to_rgb", "load_image", "pil_to_rgb",
-    "ImageSource", "Thumbnail",
+    "BBOX_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SPLITS",
+    "DataFrameError",
+    "ImageLoadError",
+    "ImageSource",
+    "Problem",
+    "Thumbnail",
+    "ThumbnailCache",
+    "array_to_rgb",
+    "bboxes",
+    "check_dataframe",
+    "default_cache",
+    "image_paths",
+    "load_image",
+    "make_demo_dataset",
+    "make_fashion_mnist_dataset",
+    "normalize_dataframe",
+    "pil_to_rgb",
+    "read_dataframe",
+    "read_idx",
+    "resolve_path",
+    "row_bbox",
+    "split_ids",
+    "validate_dataframe",
 ]

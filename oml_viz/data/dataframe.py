@@ -16,9 +16,9 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -120,7 +120,7 @@ def row_bbox(row: pd.Series | dict) -> tuple[int, int, int, int] | None:
     nums = [_to_number(v) for v in values]
     if any(n is None for n in nums):
         raise ValueError(f"bbox {values} is partly empty or not numeric")
-    x1, y1, x2, y2 = (int(round(n)) for n in nums)  # type: ignore[arg-type]
+    x1, y1, x2, y2 = (round(n) for n in nums)  # type: ignore[arg-type]
     return x1, y1, x2, y2
 
 
@@ -217,9 +217,9 @@ def _check_sets(df: pd.DataFrame) -> list[Problem]:
         if len(val):
             q = val["is_query"].map(_to_bool)
             g = val["is_gallery"].map(_to_bool)
-            if not (q == True).any():  # noqa: E712 - elementwise
+            if not (q == True).any():
                 problems.append(Problem(None, "is_query", "the validation split has no query rows"))
-            if not (g == True).any():  # noqa: E712
+            if not (g == True).any():
                 problems.append(Problem(None, "is_gallery", "the validation split has no gallery rows"))
     return problems
 
@@ -248,7 +248,7 @@ def _check_files(
                 size = im.size
                 if decode:
                     im.load()
-        except Exception as e:  # PIL raises many kinds for a broken file
+        except (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError) as e:
             problems.append(Problem(idx, "path", f"cannot read image {full}: {type(e).__name__}: {e}"))
             continue
         if has_bbox:
@@ -383,7 +383,19 @@ def split_ids(df: pd.DataFrame, split: str = "validation") -> np.ndarray:
 
 
 __all__ = [
-    "REQUIRED_COLUMNS", "OPTIONAL_COLUMNS", "BBOX_COLUMNS", "SPLITS", "Problem", "DataFrameError",
-    "check_dataframe", "validate_dataframe", "normalize_dataframe", "read_dataframe", "resolve_path",
-    "row_bbox", "bboxes", "image_paths", "split_ids",
+    "BBOX_COLUMNS",
+    "OPTIONAL_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "SPLITS",
+    "DataFrameError",
+    "Problem",
+    "bboxes",
+    "check_dataframe",
+    "image_paths",
+    "normalize_dataframe",
+    "read_dataframe",
+    "resolve_path",
+    "row_bbox",
+    "split_ids",
+    "validate_dataframe",
 ]

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image
 
-ImageLike = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageLike = str | os.PathLike | Image.Image | np.ndarray
 BBox = tuple[int, int, int, int]
 
 # Transparent pixels become white: black (the usual alpha-dropped colour) hides dark objects.
@@ -116,7 +115,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     try:
         im = Image.open(p)
         im.load()
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError... for broken files
+    except (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError) as e:
         raise ImageLoadError(p, "unreadable image", f"{type(e).__name__}: {e}") from e
     return im
 

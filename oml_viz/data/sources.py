@@ -14,9 +14,10 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,9 @@ from PIL import Image
 from .cache import ThumbnailCache, default_cache
 from .dataframe import BBOX_COLUMNS, resolve_path
 from .images import BBox, ImageLoadError, array_to_rgb, crop_box, open_image, pil_to_rgb
+
+# What PIL raises for broken files (UnidentifiedImageError is an OSError).
+_PIL_ERRORS = (OSError, SyntaxError, ValueError, TypeError, EOFError, Image.DecompressionBombError)
 
 BBoxMode = Literal["crop", "draw", "ignore"]
 BBOX_MODES = ("crop", "draw", "ignore")
@@ -64,8 +68,8 @@ def make_thumbnail(im: Image.Image, max_side: int, bbox: BBox | None, bbox_mode:
         box = crop_box(full_size[0], full_size[1], bbox)
         sx, sy = im.width / full_size[0], im.height / full_size[1]
         th_bbox = (int(box[0] * sx), int(box[1] * sy),
-                   max(int(box[0] * sx) + 1, int(round(box[2] * sx))),
-                   max(int(box[1] * sy) + 1, int(round(box[3] * sy))))
+                   max(int(box[0] * sx) + 1, round(box[2] * sx)),
+                   max(int(box[1] * sy) + 1, round(box[3] * sy)))
     return Thumbnail(np.asarray(im, dtype=np.uint8), th_bbox)
 
 
@@ -77,11 +81,11 @@ def _thumb_from_file(path: Path, max_side: int, bbox: BBox | None, bbox_mode: BB
             im.draft("RGB", (max_side, max_side))  # decode at reduced scale: much faster for big JPEGs
             if bbox is not None:
                 f = im.size[0] / orig_width  # draft() shrinks by a power of two; bring the box along
-                bbox = tuple(int(round(v * f)) for v in bbox)  # type: ignore[assignment]
+                bbox = tuple(round(v * f) for v in bbox)  # type: ignore[assignment]
         im.load()
     except FileNotFoundError:
         return Thumbnail(None, error=f"missing file\n{path.name}", source=str(path))
-    except Exception as e:  # PIL raises many kinds for broken files
+    except _PIL_ERRORS as e:
         return Thumbnail(None, error=f"unreadable image\n{path.name}\n{type(e).__name__}", source=str(path))
     try:
         th = make_thumbnail(im, max_side, bbox, bbox_mode)
@@ -160,7 +164,7 @@ class ImageSource:
             return None
         if np.isnan(row).any():
             raise ValueError(f"bbox {row.tolist()} of item {i} is partly empty or not numeric")
-        return tuple(int(round(v)) for v in row)  # type: ignore[return-value]
+        return tuple(round(v) for v in row)  # type: ignore[return-value]
 
     def describe(self, i: int) -> str:
         item = self.item(i)
@@ -204,4 +208,4 @@ class ImageSource:
         return np.asarray(im, dtype=np.uint8)
 
 
-__all__ = ["ImageSource", "Thumbnail", "make_thumbnail", "BBOX_MODES", "ImageLoadError"]
+__all__ = ["BBOX_MODES", "ImageLoadError", "ImageSource", "Thumbnail", "make_thumbnail"]

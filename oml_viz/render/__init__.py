@@ -11,6 +11,15 @@ from .layout import GridLayout
 from .queries import QueriesDisplay, QueryRow, Tile, plot_queries, plot_worst_queries
 
 __all__ = [
-    "plot_worst_queries", "plot_queries", "QueriesDisplay", "QueryRow", "Tile", "GridLayout", "figure_to_array",
-    "QUERY_COLOR", "RELEVANT_COLOR", "NOT_RELEVANT_COLOR", "GT_COLOR",
+    "GT_COLOR",
+    "NOT_RELEVANT_COLOR",
+    "QUERY_COLOR",
+    "RELEVANT_COLOR",
+    "GridLayout",
+    "QueriesDisplay",
+    "QueryRow",
+    "Tile",
+    "figure_to_array",
+    "plot_queries",
+    "plot_worst_queries",
 ]

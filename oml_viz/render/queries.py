@@ -19,8 +19,9 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,7 +34,13 @@ from PIL import Image
 from oml_viz.data.cache import ThumbnailCache
 from oml_viz.data.sources import BBOX_MODES, BBoxMode, ImageSource
 
-from .colors import GT_COLOR, NOT_RELEVANT_COLOR, PLACEHOLDER_TEXT, QUERY_COLOR, RELEVANT_COLOR
+from .colors import (
+    GT_COLOR,
+    NOT_RELEVANT_COLOR,
+    PLACEHOLDER_TEXT,
+    QUERY_COLOR,
+    RELEVANT_COLOR,
+)
 from .layout import GridLayout
 from .text import draw_lines
 from .tiles import framed_tile, inner_side, placeholder_tile
@@ -162,7 +169,7 @@ class QueriesDisplay:
         tile_size: int = 128,
         cache: ThumbnailCache | None = None,
         title: str | None = None,
-    ) -> "QueriesDisplay":
+    ) -> QueriesDisplay:
         """Collect the rows to show from a :class:`oml_viz.RetrievalResult`.
 
         Args:
@@ -185,9 +192,10 @@ class QueriesDisplay:
             raise ValueError(f"images holds {len(source)} items but the result was computed on {n_items}")
         if query_ids is None:
             metric = metric or "map/5"
-            if category is not None and categories is None and getattr(res, "categories", None) is None:
-                if isinstance(images, pd.DataFrame) and "category" in images.columns:
-                    categories = images["category"].to_numpy()
+            use_df = (category is not None and categories is None and getattr(res, "categories", None) is None
+                      and isinstance(images, pd.DataFrame) and "category" in images.columns)
+            if use_df:
+                categories = images["category"].to_numpy()
             query_ids = res.worst_queries(metric, n_queries, category, categories=categories)
             if title is None:
                 title = f"worst {len(query_ids)} queries by {metric}" + (f", category {category!r}" if category is not None else "")
@@ -259,7 +267,7 @@ class QueriesDisplay:
             draw_lines(mosaic, ["no queries to show"], layout.width / 2, layout.height / 2, _FONT_PX,
                        anchor_bottom=False)
 
-    def plot(self, ax: Axes | None = None, *, dpi: int = 100) -> "QueriesDisplay":
+    def plot(self, ax: Axes | None = None, *, dpi: int = 100) -> QueriesDisplay:
         """Draw the grid into ``ax``, or into a new figure at one pixel per grid pixel when None.
 
         Returns self; after it ``figure_``, ``ax_`` (None for a new figure: the grid is a

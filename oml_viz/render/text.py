@@ -87,4 +87,4 @@ def draw_lines(
     top = y - block if anchor_bottom else y - block / 2
     for i, m in enumerate(masks):
         x0 = cx if align == "left" else cx - m.shape[1] / 2
-        blend_mask(img, m, int(round(x0)), int(round(top + i * step)), color)
+        blend_mask(img, m, round(x0), round(top + i * step), color)
