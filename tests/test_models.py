@@ -46,6 +46,7 @@ def test_extract_shapes_batches_and_normalisation():
     emb = vit.extract(imgs, batch_size=2, progress=False)
     assert emb.shape == (5, 32) and emb.dtype == np.float32
     np.testing.assert_allclose(vit.extract(imgs, batch_size=5, progress=False), emb, atol=1e-5)
+    np.testing.assert_allclose(vit.extract(imgs, batch_size=2, num_workers=1, progress=False), emb, atol=1e-5)
     # PIL images give the same embeddings as arrays
     np.testing.assert_allclose(vit.extract([Image.fromarray(i) for i in imgs], progress=False), emb, atol=1e-5)
     unit = small_vit(normalise_features=True).extract(imgs, progress=False)

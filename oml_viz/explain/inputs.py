@@ -119,9 +119,11 @@ def to_rgb(image: Any, name: str = "image") -> np.ndarray:
         raise type(e)(f"{name}: {e}") from e
 
 
-def images_to_tensor(model: nn.Module, images: Sequence[np.ndarray], size: tuple[int, int]) -> torch.Tensor:
-    """RGB uint8 arrays -> a normalised (B, 3, H, W) float tensor of ``size`` on the CPU."""
-    cfg = data_config(model)
+def images_to_tensor(model: nn.Module | None, images: Sequence[np.ndarray], size: tuple[int, int],
+                     cfg: dict | None = None) -> torch.Tensor:
+    """RGB uint8 arrays -> a normalised (B, 3, H, W) float tensor of ``size`` on the CPU.
+    ``cfg`` (mean, std, interpolation) defaults to ``model``'s timm data config."""
+    cfg = cfg if cfg is not None else data_config(model)  # type: ignore[arg-type]
     resample = _INTERPOLATION.get(str(cfg.get("interpolation", "bicubic")), Image.Resampling.BICUBIC)
     h, w = size
     arr = np.stack([

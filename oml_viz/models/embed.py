@@ -20,19 +20,26 @@ import torch
 from torch import nn
 
 from oml_viz.data.sources import ImageSource
-from oml_viz.explain.inputs import base_input_size, images_to_tensor, model_device
+from oml_viz.explain.inputs import (
+    base_input_size,
+    data_config,
+    images_to_tensor,
+    model_device,
+)
 from oml_viz.explain.state import preserved_state
 
 
 class _Images(torch.utils.data.Dataset):
-    def __init__(self, source: ImageSource, model: nn.Module, size: tuple[int, int]):
-        self.source, self.model, self.size = source, model, size
+    """Decoded, resized, normalised images; holds plain settings (not the model) for workers."""
+
+    def __init__(self, source: ImageSource, cfg: dict, size: tuple[int, int]):
+        self.source, self.cfg, self.size = source, cfg, size
 
     def __len__(self) -> int:
         return len(self.source)
 
     def __getitem__(self, i: int) -> torch.Tensor:
-        return images_to_tensor(self.model, [self.source.image(i)], self.size)[0]
+        return images_to_tensor(None, [self.source.image(i)], self.size, self.cfg)[0]
 
 
 def extract_embeddings(
@@ -70,7 +77,7 @@ def extract_embeddings(
     size = tuple(input_size) if input_size is not None else base_input_size(cfg_model)
     home = model_device(model)
     target = torch.device(device) if device is not None else home
-    loader = torch.utils.data.DataLoader(_Images(source, cfg_model, size), batch_size=batch_size,  # type: ignore[arg-type]
+    loader = torch.utils.data.DataLoader(_Images(source, data_config(cfg_model), size), batch_size=batch_size,  # type: ignore[arg-type]
                                          shuffle=False, num_workers=num_workers)
     chunks: list[np.ndarray] = []
     with preserved_state(model):
