@@ -17,7 +17,9 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +28,10 @@ from PIL import Image, ImageDraw
 
 SHAPES = ("circle", "triangle", "square", "pentagon", "hexagon", "star", "cross", "diamond")
 PATTERN_KINDS = ("solid", "stripes", "checker", "dots", "rings", "halves")
-# Two hue pairs (degrees) per kind: same texture, different colours -> 12 colour patterns.
+# Two hue pairs (degrees) per kind: same texture, different colours -> 12 colour patterns. The
+# palettes alternate, so the first 6 (the default 48 classes) already mix both colourings.
 PALETTES = ((0, 210), (55, 280))
-COLOR_PATTERNS = tuple((kind, pal) for pal in PALETTES for kind in PATTERN_KINDS)
+COLOR_PATTERNS = tuple((kind, PALETTES[(i + j) % 2]) for j in range(2) for i, kind in enumerate(PATTERN_KINDS))
 MAX_CLASSES = len(SHAPES) * len(COLOR_PATTERNS)
 
 _SUPERSAMPLE = 2  # the object mask is drawn at 2x and averaged down: smooth edges
@@ -54,7 +57,7 @@ def _hsv_to_rgb(h: float, s: float, v: float) -> np.ndarray:
     c = v * s
     x = c * (1 - abs(h % 2 - 1))
     rgb = [(c, x, 0), (x, c, 0), (0, c, x), (0, x, c), (x, 0, c), (c, 0, x)][int(h) % 6]
-    return (np.array(rgb) + (v - c)) * 255.0
+    return ((np.array(rgb, dtype=np.float32) + (v - c)) * 255.0).astype(np.float32)
 
 
 def _polygon(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]] | None:
@@ -109,14 +112,22 @@ def _texture(kind: str, u: np.ndarray, v: np.ndarray, period: float) -> np.ndarr
     raise ValueError(f"unknown pattern kind {kind!r}")
 
 
+@lru_cache(maxsize=4)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy.flags.writeable = False
+    xx.flags.writeable = False
+    return yy, xx
+
+
 def render_demo_image(label: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """One RGB uint8 image of class ``label`` and its object's bbox (x_1, y_1, x_2, y_2)."""
     shape, kind, (h1, h2) = class_spec(label)
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    yy, xx = _grid(size)
 
     # background: a random two-colour gradient
     g_angle = rng.uniform(0, 2 * np.pi)
-    t = ((xx * np.cos(g_angle) + yy * np.sin(g_angle)) / size + 1) / 2
+    t = ((xx * np.float32(np.cos(g_angle)) + yy * np.float32(np.sin(g_angle))) / size + 1) / 2
     c_a = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.1, 0.6), rng.uniform(0.35, 0.95))
     c_b = _hsv_to_rgb(rng.uniform(0, 360), rng.uniform(0.1, 0.6), rng.uniform(0.35, 0.95))
     img = c_a * (1 - t[..., None]) + c_b * t[..., None]
@@ -129,7 +140,7 @@ def render_demo_image(label: int, size: int, rng: np.random.Generator) -> tuple[
 
     # the object: a textured shape
     r = rng.uniform(0.22, 0.40) * size
-    cx, cy = rng.uniform(r * 0.8, size - r * 0.8, size=2)
+    cx, cy = (float(c) for c in rng.uniform(r * 0.8, size - r * 0.8, size=2))
     angle = rng.uniform(0, 2 * np.pi)
     big = size * _SUPERSAMPLE
     mask_im = Image.new("L", (big, big), 0)
@@ -140,8 +151,9 @@ def render_demo_image(label: int, size: int, rng: np.random.Generator) -> tuple[
     col1 = _hsv_to_rgb(h1 + jitter, rng.uniform(0.65, 1.0), rng.uniform(0.6, 1.0))
     col2 = _hsv_to_rgb(h2 + jitter, rng.uniform(0.65, 1.0), rng.uniform(0.5, 1.0))
     p_angle = rng.uniform(0, 2 * np.pi)
-    u = (xx - cx) * np.cos(p_angle) + (yy - cy) * np.sin(p_angle)
-    v = -(xx - cx) * np.sin(p_angle) + (yy - cy) * np.cos(p_angle)
+    cos, sin = math.cos(p_angle), math.sin(p_angle)  # Python floats keep the arrays float32
+    u = (xx - cx) * cos + (yy - cy) * sin
+    v = -(xx - cx) * sin + (yy - cy) * cos
     share = _texture(kind, u, v, period=r * rng.uniform(0.45, 0.7))[..., None]
     obj = col1 * (1 - share) + col2 * share
     img = np.asarray(canvas, dtype=np.float32)
@@ -152,7 +164,7 @@ def render_demo_image(label: int, size: int, rng: np.random.Generator) -> tuple[
     if rng.random() < 0.35:
         _clutter(ImageDraw.Draw(canvas), rng, size)
     img = np.asarray(canvas, dtype=np.float32)
-    img += rng.normal(0, rng.uniform(4, 12), size=img.shape).astype(np.float32)
+    img = img + rng.standard_normal(size=img.shape, dtype=np.float32) * np.float32(rng.uniform(4, 12))
 
     ys, xs = np.nonzero(mask > 0.5)
     bbox = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1) if len(xs) else (0, 0, size, size)
@@ -219,7 +231,7 @@ def make_demo_dataset(
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     root = Path(root).expanduser()
     params = {"n_classes": n_classes, "images_per_class": images_per_class, "size": size, "seed": seed,
-              "with_bboxes": with_bboxes, "version": 1}
+              "with_bboxes": with_bboxes, "version": 2}
     csv = root / "df.csv"
     if not overwrite and _already_there(root, params):
         df = pd.read_csv(csv)
