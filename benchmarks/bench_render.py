@@ -14,7 +14,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -93,8 +92,8 @@ def main() -> None:
     med = statistics.median
     print(f"\n{N_QUERIES} x {1 + N_INSTANCES + N_GT} grid from 256 px PNGs, figure rendered to RGB {shape}; "
           f"median of {args.repeats}")
-    print(f"| case | time (s) | target | vs baseline |")
-    print(f"|---|---|---|---|")
+    print("| case | time (s) | target | vs baseline |")
+    print("|---|---|---|---|")
     print(f"| baseline: one axes per tile (OML-style) | {med(base):.3f} | - | 1.0x |")
     print(f"| oml_viz, first time (cold cache) | {med(first):.3f} | < 1.5 | {med(base) / med(first):.1f}x faster |")
     print(f"| oml_viz, from cache | {med(cached):.3f} | < 0.3 | {med(base) / med(cached):.1f}x faster |")

@@ -7,7 +7,13 @@ import pytest
 from PIL import Image
 
 from oml_viz.data import (
-    DataFrameError, bboxes, check_dataframe, image_paths, read_dataframe, split_ids, validate_dataframe,
+    DataFrameError,
+    bboxes,
+    check_dataframe,
+    image_paths,
+    read_dataframe,
+    split_ids,
+    validate_dataframe,
 )
 
 

@@ -6,7 +6,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from oml_viz.data import ImageLoadError, ImageSource, ThumbnailCache, array_to_rgb, load_image
+from oml_viz.data import (
+    ImageLoadError,
+    ImageSource,
+    ThumbnailCache,
+    array_to_rgb,
+    load_image,
+)
 
 
 def _gradient(h=20, w=30):
