@@ -31,7 +31,7 @@ def _distance_chunks(
     distance: str,
     device: torch.device,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield (query slice, distances (R, G), valid pair mask, relevant pair mask) per chunk."""
+    """Yield (query slice, distances (R, G), excluded pairs (rows, cols), relevant mask) per chunk."""
     n_gallery = len(gallery_ids)
     gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
     rhs_t = gallery_matrix(gallery, distance)[:n_gallery].T
@@ -48,11 +48,8 @@ def _distance_chunks(
             dist = (scores + (queries * queries).sum(1, keepdim=True)).clamp_(min=0).sqrt_()
         else:
             dist = (scores + 1).clamp_(0, 2)
-        valid = torch.ones_like(dist, dtype=torch.bool)
-        r, c = exclusions.pairs(query_seq[rows])
-        valid[r, c] = False
         relevant = query_labels[rows].unsqueeze(1) == gallery_labels.unsqueeze(0)
-        yield rows, dist, valid, relevant
+        yield rows, dist, exclusions.pairs(query_seq[rows]), relevant
 
 
 def fnmr_at_fmr(
@@ -79,14 +76,17 @@ def fnmr_at_fmr(
     def bins_of(dist: torch.Tensor) -> torch.Tensor:
         return (dist * scale).long().clamp_(0, N_BINS - 1)
 
-    # pass 1: histograms per group (row n_groups collects nothing; OVERALL is the sum)
-    hist = torch.zeros(2, n_groups * N_BINS, dtype=torch.int64, device=device)
-    for rows, dist, valid, relevant in _distance_chunks(*args):
-        index = groups[rows].unsqueeze(1) * N_BINS + bins_of(dist)
-        for is_rel in (0, 1):
-            mask = valid & (relevant if is_rel else ~relevant)
-            hist[is_rel] += torch.bincount(index[mask], minlength=n_groups * N_BINS)
-    hist = hist.view(2, n_groups, N_BINS).cpu().numpy()
+    # pass 1: one histogram of (relevant, group, bin) over every pair, excluded pairs in a trash
+    # bin; OVERALL is the sum over groups
+    size = n_groups * N_BINS
+    hist = torch.zeros(2 * size + 1, dtype=torch.int64, device=device)
+    for rows, dist, (ex_rows, ex_cols), relevant in _distance_chunks(*args):
+        index = bins_of(dist)
+        index += (groups[rows] * N_BINS).unsqueeze(1)
+        index += relevant * size
+        index[ex_rows, ex_cols] = 2 * size
+        hist += torch.bincount(index.view(-1), minlength=2 * size + 1)
+    hist = hist[: 2 * size].view(2, n_groups, N_BINS).cpu().numpy()
     hist = np.concatenate([hist.sum(axis=1, keepdims=True), hist], axis=1)  # (2, 1 + G, bins)
     neg_hist, pos_hist = hist[0], hist[1]
 
@@ -110,15 +110,19 @@ def fnmr_at_fmr(
     # group's bins (one table lookup per pair, whatever the number of groups)
     wanted_flat = torch.as_tensor(wanted.reshape(-1), device=device)
     collected: list[list[torch.Tensor]] = [[], []]  # OVERALL, groups: rows of [dist, bin, rel, group row]
-    for rows, dist, valid, relevant in _distance_chunks(*args):
+    for rows, dist, (ex_rows, ex_cols), relevant in _distance_chunks(*args):
         b = bins_of(dist)
-        group_row = (1 + groups[rows]).unsqueeze(1).expand_as(b)
-        for target, offset in ((0, None), (1, group_row * N_BINS)):
-            keep = valid & wanted_flat[b if offset is None else offset + b]
-            if bool(keep.any()):
-                rel = relevant[keep].double()
-                g = torch.zeros_like(rel) if offset is None else group_row[keep].double()
-                collected[target].append(torch.stack([dist[keep].double(), b[keep].double(), rel, g], 1).cpu())
+        group_row = (1 + groups[rows]).unsqueeze(1)
+        for_all = wanted_flat[b]
+        for_group = wanted_flat[b + group_row * N_BINS]
+        keep = for_all | for_group
+        keep[ex_rows, ex_cols] = False
+        r, c = keep.nonzero().unbind(1)  # few pairs: gather everything else at them
+        values = torch.stack(
+            [dist[r, c].double(), b[r, c].double(), relevant[r, c].double(), group_row[r, 0].double()], 1
+        )
+        collected[0].append(values[for_all[r, c]].cpu())
+        collected[1].append(values[for_group[r, c]].cpu())
     tables = [torch.cat(c).numpy() if c else np.empty((0, 4)) for c in collected]
 
     out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
