@@ -312,6 +312,10 @@ def test_gradcam_bad_arguments_are_named():
         gradcam_maps(model, [canvas(32, 32)] * 2, reference=np.ones((3, 2)))
     with pytest.raises(ValueError, match="target_layer"):
         gradcam_map(model, canvas(32, 32), target_layer=nn.ReLU())
+    with torch.inference_mode(), pytest.raises(RuntimeError, match="inference_mode"):
+        gradcam_map(model, canvas(32, 32))
+    with torch.no_grad():  # a caller's no_grad is fine: the map needs only a local graph
+        assert_peak_in(gradcam_map(model, canvas(64, 64, (8, 8, 16, RED))), 8, 8, 16, margin=4)
 
 
 # --- pairs and overlays ---------------------------------------------------------------------
@@ -328,6 +332,13 @@ def test_vit_pair_matches_patch_tokens():
     assert_peak_in(pair.gallery_map, 24, 64, 16, margin=6)
     q_rgb, g_rgb = pair.overlays()
     assert q_rgb.shape == (64, 64, 3) and g_rgb.shape == (64, 96, 3) and q_rgb.dtype == np.uint8
+    import matplotlib.pyplot as plt
+
+    fig = pair.plot()
+    shown = [ax.get_images()[0].get_array() for ax in fig.axes]
+    np.testing.assert_array_equal(shown[0], q_rgb)
+    np.testing.assert_array_equal(shown[1], g_rgb)
+    plt.close(fig)
 
 
 def test_overlay_is_rgb_hot_is_red():

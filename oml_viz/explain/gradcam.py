@@ -154,6 +154,8 @@ def gradcam_maps(
     input size run as one batch. ``reference``: None, one (D,) embedding for all, (B, D) or a
     list (items may be None = the image's own)."""
     net = unwrap_model(model)
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError("gradcam_map needs gradients: call it outside torch.inference_mode()")
     cam_cls = _resolve_method(method)
     layer = target_layer if target_layer is not None else default_target_layer(net)
     if not any(m is layer for m in net.modules()):
