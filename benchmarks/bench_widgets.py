@@ -114,12 +114,12 @@ def main() -> None:
     mp.close()
 
     print()
-    print(f"| click | from cache (ms) | cold, render on worker (ms) | rebuild per click (ms) | cache speed-up |")
+    print("| click | from cache (ms) | cold, render on worker (ms) | rebuild per click (ms) | cache speed-up |")
     print("|---|---|---|---|---|")
     worst = 0.0
     for name, cached, cold, base in rows:
         ratio = base / cached if np.isfinite(base) and np.isfinite(cached) and cached > 0 else float("nan")
-        fmt = lambda v: "-" if not np.isfinite(v) else f"{v:.1f}"  # noqa: E731
+        fmt = lambda v: "-" if not np.isfinite(v) else f"{v:.1f}"
         print(f"| {name} | {fmt(cached)} | {fmt(cold)} | {fmt(base)} | {'-' if not np.isfinite(ratio) else f'{ratio:.0f}x'} |")
         if np.isfinite(cached):
             worst = max(worst, cached)

@@ -13,13 +13,20 @@ import torch
 pytest.importorskip("timm")
 pytest.importorskip("ipywidgets")
 
-import oml_viz as ov  # noqa: E402
-from oml_viz.datasets import make_demo_dataset  # noqa: E402
-from oml_viz.explain import draw_attention  # noqa: E402
-from oml_viz.models import ResnetExtractor, ViTExtractor  # noqa: E402
-from oml_viz.widgets import (AttentionPanel, Dashboard, GradCAMPanel, MetricsPanel, PngCache,  # noqa: E402
-                             WorstQueriesPanel, target_layer_names)
-from oml_viz.widgets.png import captioned_strip, png_to_rgb, upscale  # noqa: E402
+import oml_viz as ov
+from oml_viz.datasets import make_demo_dataset
+from oml_viz.explain import draw_attention
+from oml_viz.models import ResnetExtractor, ViTExtractor
+from oml_viz.widgets import (
+    AttentionPanel,
+    Dashboard,
+    GradCAMPanel,
+    MetricsPanel,
+    PngCache,
+    WorstQueriesPanel,
+    target_layer_names,
+)
+from oml_viz.widgets.png import captioned_strip, png_to_rgb, upscale
 
 torch.set_num_threads(2)
 CAM = dict(input_size=(64, 64))
@@ -232,7 +239,7 @@ def test_attention_panel_shows_the_explainer_output_for_its_state(data, vit):
 
 
 def test_attention_panel_needs_a_vit_and_valid_items(data, cnn):
-    df, res = data
+    df, _ = data
     with pytest.raises(ValueError, match="not a timm vision transformer"):
         AttentionPanel(cnn, df)
     with pytest.raises(ValueError, match="item_ids"):
@@ -241,7 +248,7 @@ def test_attention_panel_needs_a_vit_and_valid_items(data, cnn):
 
 
 def test_broken_image_shows_an_error_and_the_panel_goes_on(data, vit, tmp_path):
-    df, res = data
+    df, _ = data
     root = tmp_path / "copy"
     shutil.copytree(df.attrs["dataset_root"], root)
     broken = df.copy()
@@ -347,7 +354,7 @@ def test_dashboard_without_models_has_two_tabs(data):
 
 
 def test_close_while_rendering_is_safe(data, vit):
-    df, res = data
+    df, _ = data
     panel = AttentionPanel(vit, df, item_ids=[0, 1, 2])
     panel.item.value = 1
     panel.close()  # the job may still run; it must not touch closed widgets or raise

@@ -24,6 +24,15 @@ from .png import PngCache, figure_to_png, rgb_to_png
 from .worst_queries_panel import WorstQueriesPanel
 
 __all__ = [
-    "Dashboard", "MetricsPanel", "WorstQueriesPanel", "AttentionPanel", "GradCAMPanel", "Panel",
-    "PngCache", "figure_to_png", "rgb_to_png", "metrics_figure", "target_layer_names",
+    "AttentionPanel",
+    "Dashboard",
+    "GradCAMPanel",
+    "MetricsPanel",
+    "Panel",
+    "PngCache",
+    "WorstQueriesPanel",
+    "figure_to_png",
+    "metrics_figure",
+    "rgb_to_png",
+    "target_layer_names",
 ]

@@ -77,7 +77,7 @@ class Panel(w.VBox):
 
     css_class = "ov-panel"
     _closed = False  # class defaults: a constructor that raised early still closes cleanly
-    _slots: list[ImageSlot] = []
+    _slots: tuple[ImageSlot, ...] = ()
     cache: PngCache | None = None
 
     def __init__(self, *, background: bool = True, cache_items: int = 256, **kwargs: Any):
@@ -86,7 +86,7 @@ class Panel(w.VBox):
         self.add_class(self.css_class)
         self.background = background
         self.cache = PngCache(max_items=cache_items)
-        self._slots: list[ImageSlot] = []
+        self._slots: list[ImageSlot] = []  # type: ignore[assignment]
         self._closed = False
 
     def _slot(self, css: str) -> ImageSlot:

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .base import Panel, default_metric, item_categories, valid_ks as _ks
+from .base import Panel, default_metric, item_categories
+from .base import valid_ks as _ks
 from .png import figure_to_png
 from .tables import metrics_table_html
 

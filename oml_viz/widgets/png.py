@@ -19,9 +19,9 @@ from functools import lru_cache
 from typing import Hashable, Sequence
 
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib import font_manager
 from PIL import Image, ImageDraw, ImageFont
 
 _CAPTION_PX = 12
@@ -95,7 +95,7 @@ def captioned_strip(images: Sequence[np.ndarray], captions: Sequence[str], side:
     Example:
         >>> strip = captioned_strip([np.zeros((8, 8, 3), np.uint8)] * 2, ["a", "b"], side=32)
         >>> strip.shape
-        (72, 92, 3)
+        (80, 88, 3)
     """
     if len(images) != len(captions):
         raise ValueError(f"{len(images)} images but {len(captions)} captions")
