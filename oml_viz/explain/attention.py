@@ -141,7 +141,9 @@ def _attention_map(model: nn.Module, image: Any, block: int, head: Head, rollout
     if not isinstance(block, (int, np.integer)) or not -n_blocks <= int(block) < n_blocks:
         raise ValueError(f"block={block!r} is out of range for a model with {n_blocks} attention blocks")
     last = int(block) % n_blocks
-    _reduce_heads(torch.zeros(1, getattr(attention_modules(net)[0], "num_heads", 1), 1, 1), head)  # check early
+    n_heads = getattr(attention_modules(net)[last], "num_heads", None)
+    if n_heads is not None:  # fail before the forward pass, naming the argument
+        _reduce_heads(torch.zeros(1, n_heads, 1, 1), head)
 
     x, rgb = prepare_image(net, image, input_size)
     wanted = list(range(last + 1)) if rollout else [last]
@@ -150,7 +152,7 @@ def _attention_map(model: nn.Module, image: Any, block: int, head: Head, rollout
     a = _reduce_heads(attn[last].float(), head)[0]  # (N, N)
     if rollout:
         n = a.shape[-1]
-        eye = torch.eye(n, dtype=a.dtype)
+        eye = torch.eye(n, dtype=a.dtype, device=a.device)
         joint = eye
         for i in wanted:
             layer = _reduce_heads(attn[i].float(), head)[0] + eye
