@@ -122,6 +122,7 @@ def test_metrics_panel_table_comes_from_the_engine_and_selector_redraws(data):
 def test_worst_queries_pages_follow_the_engine_order(data):
     df, res = data
     panel = WorstQueriesPanel(res, df, metric="precision/5", n_queries=3, n_instances=4)
+    widgets = [id(wd) for wd in descendants(panel)]
     order = res.worst_queries("precision/5", len(res.query_ids))
     assert panel.page_query_ids == order[:3].tolist()
     assert panel.prev_button.disabled and not panel.next_button.disabled
@@ -137,6 +138,9 @@ def test_worst_queries_pages_follow_the_engine_order(data):
     panel.prev_button.click()
     panel.wait()
     assert panel.page == panel.n_pages - 2
+    panel._buttons[0][1].click()
+    panel.wait()
+    assert [id(wd) for wd in descendants(panel)] == widgets  # updated in place, nothing rebuilt
     panel.close()
 
 
