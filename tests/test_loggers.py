@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import sys
+import time
 import warnings
 import zipfile
 from pathlib import Path
@@ -156,6 +157,22 @@ def _wandb_records(path: Path):
     return records
 
 
+def _wandb_finished_records(path: Path, timeout: float = 60.0):
+    """W&B's writer process may finish the file a moment after ``finish()`` returns: wait for
+    the run's ``exit`` record."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            records = _wandb_records(path)
+            if any(r.WhichOneof("record_type") == "exit" for r in records):
+                return records
+        except Exception:  # a record still being written
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"W&B never completed {path}")
+        time.sleep(0.2)
+
+
 def test_wandb_offline_run_file_reads_back(tmp_path):
     logger = create_logger({"name": "wandb", "args": {"project": "demo", "offline": True,
                                                       "save_dir": str(tmp_path / "wb")}})
@@ -164,7 +181,7 @@ def test_wandb_offline_run_file_reads_back(tmp_path):
     (run_dir,) = (tmp_path / "wb" / "wandb").glob("offline-run-*")
     (run_file,) = run_dir.glob("*.wandb")
     history, config, tags = [], {}, []
-    for rec in _wandb_records(run_file):
+    for rec in _wandb_finished_records(run_file):
         kind = rec.WhichOneof("record_type")
         if kind == "history":
             history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json)

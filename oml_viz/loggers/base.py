@@ -172,10 +172,8 @@ class PipelineLoggerMixin:
         out = self.artifact_dir
         out.mkdir(parents=True, exist_ok=True)
         files = {"source_code": package_source_zip(out / "source_code.zip")}
-        cfg_path = out / "config.yaml"
-        cfg_path.write_text(yaml.safe_dump(dict(cfg or {}), sort_keys=False, default_flow_style=False)
-                            if _yaml_safe(cfg) else yaml.safe_dump(flat, sort_keys=False))
-        files["config"] = cfg_path
+        files["config"] = out / "config.yaml"
+        files["config"].write_text(_config_yaml(cfg, flat))
         if dataframe is not None:
             files["dataframe"] = out / "dataframe.csv"
             dataframe.to_csv(files["dataframe"], index=False)
@@ -196,9 +194,9 @@ class PipelineLoggerMixin:
         self._guarded("finalize", super().finalize, status)  # type: ignore[misc]
 
 
-def _yaml_safe(cfg: Any) -> bool:
+def _config_yaml(cfg: Mapping[str, Any] | None, flat: dict[str, Any]) -> str:
+    """The config as YAML; the flat string version when it holds objects YAML cannot write."""
     try:
-        yaml.safe_dump(dict(cfg or {}))
-        return True
-    except Exception:  # objects in the config: the flat str() version is written instead
-        return False
+        return yaml.safe_dump(dict(cfg or {}), sort_keys=False)
+    except yaml.YAMLError:
+        return yaml.safe_dump(flat, sort_keys=False)

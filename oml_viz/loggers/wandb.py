@@ -35,7 +35,8 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
     """W&B run under ``<save_dir>/wandb``; ``offline=True`` (or ``WANDB_MODE=offline``) stays local.
 
     Online use without credentials fails here, at creation, before any training starts.
-    ``finalize`` finishes the W&B run, which flushes the offline files.
+    ``finalize`` finishes the W&B run; W&B's writer process completes the offline
+    ``run-<id>.wandb`` file a moment later (``wandb sync <run dir>`` uploads it).
 
     Example:
         >>> logger = WandbPipelineLogger(project="demo", offline=True)  # doctest: +SKIP
