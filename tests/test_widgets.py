@@ -382,3 +382,23 @@ def test_panels_over_plain_arrays_without_categories():
     assert wq.metric.value == "map/3" and wq.page_query_ids == res.worst_queries("map/3", 5).tolist()
     for panel in (metrics, wq):
         panel.close()
+
+
+def test_dashboard_tabs_follow_the_clicked_result(data, vit, cnn):
+    df, res = data
+    dash = Dashboard(res, df, model=vit, cnn=cnn, item_ids=[0, 1], gradcam_kwargs=CAM)
+    qid = int(res.query_ids[7])
+    gid = int(res.retrieved_ids[7, 1])
+    dash.worst.select(qid, 2)
+    assert dash.attention.item.value == 0  # hidden tabs do not render on a click elsewhere
+    dash.tabs.selected_index = list(dash.panels).index("Attention")
+    dash.wait()
+    assert dash.attention.item.value == qid and dash.attention.view.error is None
+    assert dash.attention.view.key[1] == qid
+    dash.tabs.selected_index = list(dash.panels).index("Grad-CAM")
+    dash.wait()
+    cam = dash.gradcam
+    assert (cam.item.value, cam.target.value, cam.gallery.value) == (qid, "gallery", gid)
+    assert cam.view.key == ("gradcam", qid, cam.method.value, cam.layer.value, "gallery", gid)
+    assert not cam.gallery.disabled and cam.view.error is None
+    dash.close()

@@ -16,7 +16,7 @@ from oml_viz.explain import attention_map, attention_modules, overlay_heatmap
 from oml_viz.explain.inputs import is_vit, unwrap_model
 
 from .base import Panel
-from .items import Items, check_item_ids
+from .items import Items, check_item_ids, offer
 from .png import PngCache, captioned_strip, rgb_to_png
 
 
@@ -73,6 +73,12 @@ class AttentionPanel(Panel):
         self.children = [w.HBox([self.item, self.block, self.alpha]), w.HBox([self.head, self.rollout]),
                          self.view.progress, self.view.image, self.view.status]
         self._start()
+
+    def show_item(self, item: int) -> None:
+        """Show ``item`` (added to the picker when it is not offered yet)."""
+        item = self.items.check_id(item)
+        offer(self.item, self.items, item)
+        self.item.value = item
 
     @property
     def state(self) -> dict:

@@ -42,7 +42,10 @@ class Dashboard(w.VBox):
         gradcam_kwargs: more arguments for :class:`GradCAMPanel` (``methods``, ``layers``, ``input_size``).
         background: False makes every render finish before a call returns.
 
-    Tabs without what they need (no model, a model that is not a ViT) are left out.
+    Tabs without what they need (no model, a model that is not a ViT) are left out. A result
+    clicked in the Worst queries tab becomes the item of the Attention tab and the item and
+    gallery target of the Grad-CAM tab when one of those is opened next (nothing is rendered
+    for a hidden tab).
     """
 
     def __init__(self, res: Any, images: Any, model: Any = None, cnn: Any = None, *,
@@ -75,6 +78,25 @@ class Dashboard(w.VBox):
         self.tabs = w.Tab(children=[p for _, p in pages], titles=[t for t, _ in pages])
         self.tabs.add_class("ov-tabs")
         self.children = [self.tabs]
+        self._picked: tuple[int, int] | None = None  # the last (query, result) clicked
+        self._applied: dict[int, tuple[int, int]] = {}  # what each tab last followed
+        self.worst.on_select(self._on_pick)
+        self.tabs.observe(self._on_tab, names="selected_index")
+
+    def _on_pick(self, query_id: int, result_id: int) -> None:
+        self._picked = (query_id, result_id)
+
+    def _on_tab(self, change: dict) -> None:
+        index = change["new"]
+        if self._picked is None or index is None or self._applied.get(index) == self._picked:
+            return
+        panel = self.tabs.children[index]
+        query_id, result_id = self._picked
+        if panel is self.attention:
+            self.attention.show_item(query_id)
+        elif panel is self.gradcam:
+            self.gradcam.show_item(query_id, gallery=result_id)
+        self._applied[index] = self._picked
 
     @property
     def panels(self) -> dict[str, Panel]:

@@ -19,7 +19,7 @@ from oml_viz.explain import CAM_METHODS, default_target_layer, explain_pair, gra
 from oml_viz.explain.inputs import is_vit, unwrap_model
 
 from .base import Panel
-from .items import Items, check_item_ids
+from .items import Items, check_item_ids, offer
 from .png import captioned_strip, rgb_to_png
 
 DEFAULT_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam", "eigencam")
@@ -122,17 +122,36 @@ class GradCAMPanel(Panel):
         return [(self.items.describe(i), i) for i in self.item_ids if i != item] or [(self.items.describe(item), item)]
 
     def _on_item(self, change: dict) -> None:
-        self._quiet = True  # new options change the gallery value: one refresh, not two
+        quiet, self._quiet = self._quiet, True  # new options change the gallery value: one refresh, not two
         try:
             self.gallery.options = self._gallery_options(change["new"])
         finally:
-            self._quiet = False
-        self._refresh()
+            self._quiet = quiet
+        if not quiet:
+            self._refresh()
 
     def _on_control(self, change: dict) -> None:
         self.gallery.disabled = self.target.value != GALLERY
         if not self._quiet:
             self._refresh()
+
+    def show_item(self, item: int, gallery: int | None = None) -> None:
+        """Show ``item``; with ``gallery``, toward that gallery item's embedding. One render."""
+        item = self.items.check_id(item)
+        if gallery is not None:
+            gallery = self.items.check_id(gallery, "gallery")
+        self._quiet = True
+        try:
+            offer(self.item, self.items, item)
+            self.item.value = item
+            if gallery is not None:
+                offer(self.gallery, self.items, gallery)
+                self.gallery.value = gallery
+                self.target.value = GALLERY
+        finally:
+            self._quiet = False
+        self.gallery.disabled = self.target.value != GALLERY
+        self._refresh()
 
     @property
     def state(self) -> dict:

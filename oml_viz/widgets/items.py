@@ -48,6 +48,14 @@ class Items:
         return f"item {int(item)}{label}"
 
 
+def offer(dropdown: Any, items: Items, item: int) -> None:
+    """Add ``item`` to a picker's options when it is not there yet (the value is left to the caller)."""
+    if item not in [v for _, v in dropdown.options]:
+        value = dropdown.value
+        dropdown.options = [*dropdown.options, (items.describe(item), item)]
+        dropdown.value = value
+
+
 def default_item_ids(res: Any, n_items: int, metric: str | None = None, n: int = 20) -> list[int]:
     """Items a picker offers first: the ``n`` worst queries by ``metric`` when there is a result,
     else the first ``n`` items."""

@@ -73,6 +73,7 @@ class WorstQueriesPanel(Panel):
         self.page = 0
         self.selected: tuple[int, int] | None = None  # (query id, rank from 1)
         self._orders: dict[tuple, np.ndarray] = {}
+        self._on_select: list = []
 
         self.metric = w.Dropdown(options=options, value=metric, description="metric",
                                  layout=w.Layout(width="190px"))
@@ -169,6 +170,12 @@ class WorstQueriesPanel(Panel):
             raise ValueError(f"rank: query {query_id} has no result at rank {rank}")
         self.selected = (int(query_id), int(rank))
         self._refresh()
+        for callback in self._on_select:
+            callback(int(query_id), int(self.res.retrieved_ids[row, int(rank) - 1]))
+
+    def on_select(self, callback: Any) -> None:
+        """Call ``callback(query_id, result_item_id)`` whenever a result is selected."""
+        self._on_select.append(callback)
 
     def _on_control(self, change: dict) -> None:
         if change["owner"] is not self.n_instances:
