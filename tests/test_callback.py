@@ -9,11 +9,16 @@ from torch.utils.data import DataLoader, Dataset
 pytest.importorskip("lightning")
 pytest.importorskip("tensorboard")
 
-import lightning.pytorch as pl  # noqa: E402
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+import lightning.pytorch as pl
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import oml_viz as ov  # noqa: E402
-from oml_viz.loggers import MetricValCallback, RetrievalModule, create_logger, flat_metrics  # noqa: E402
+import oml_viz as ov
+from oml_viz.loggers import (
+    MetricValCallback,
+    RetrievalModule,
+    create_logger,
+    flat_metrics,
+)
 
 N_CLASSES, PER_CLASS, D_IN = 6, 4, 8
 

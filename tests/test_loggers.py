@@ -21,12 +21,12 @@ import pandas as pd
 import pytest
 
 pytest.importorskip("lightning")
-import matplotlib  # noqa: E402
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from oml_viz.loggers import create_logger, flat_metrics, flatten_config  # noqa: E402
+from oml_viz.loggers import create_logger, flat_metrics, flatten_config
 
 CFG = {"model": {"name": "vit_s16", "dims": [384, 128]}, "optimizer": {"lr": 0.001}, "seed": 7}
 FLAT = {"model/name": "vit_s16", "model/dims/0": 384, "model/dims/1": 128,
@@ -111,8 +111,8 @@ def test_mlflow_sqlite_by_default_reads_back(tmp_path):
     logger = create_logger({"name": "mlflow", "args": {"experiment_name": "demo",
                                                        "save_dir": str(tmp_path / "ml")}})
     _log_run(logger)
-    assert logger._tracking_uri.startswith("sqlite:///")
-    client = MlflowClient(logger._tracking_uri)
+    assert logger.tracking_uri.startswith("sqlite:///")
+    client = MlflowClient(logger.tracking_uri)
     run = client.get_run(logger.run_id)
     assert run.info.status == "FINISHED"
     hist = client.get_metric_history(logger.run_id, "OVERALL/cmc/1")
@@ -166,7 +166,7 @@ def _wandb_finished_records(path: Path, timeout: float = 60.0):
             records = _wandb_records(path)
             if any(r.WhichOneof("record_type") == "exit" for r in records):
                 return records
-        except Exception:  # a record still being written
+        except Exception:  # noqa: BLE001, S110 -- a record still being written
             pass
         if time.monotonic() > deadline:
             pytest.fail(f"W&B never completed {path}")
@@ -251,7 +251,7 @@ def test_clearml_offline_session_reads_back(tmp_path):
         images = [e for e in events if e["type"] == "training_debug_image"]
         assert [(e["metric"], e["variant"], e["iter"]) for e in images] == [
             ("worst_queries", "map/5", 1), ("worst_queries", "map/5", 2)]
-        stored = [n for n in names if n.endswith(".jpeg") or n.endswith(".png")]
+        stored = [n for n in names if n.endswith((".jpeg", ".png"))]
         assert len(stored) == 2  # one file per step, not one overwritten file
         art = {n.rsplit("/", 1)[-1]: n for n in names if "/artifacts/" in n}
         _check_pipeline_zip(zf.read(art["source_code.zip"]))
@@ -265,7 +265,8 @@ def test_clearml_offline_session_reads_back(tmp_path):
 
 # -- error paths ------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, module", [("wandb", "wandb"), ("neptune", "neptune"),
-                                          ("clearml", "clearml"), ("mlflow", "mlflow")])
+                                          ("clearml", "clearml"), ("mlflow", "mlflow"),
+                                          ("tensorboard", "lightning.pytorch")])
 def test_missing_sdk_names_the_extra(monkeypatch, name, module):
     monkeypatch.setitem(sys.modules, module, None)  # import of a None entry raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'oml_viz\[loggers\]'") as err:
@@ -335,6 +336,16 @@ def test_bad_values_are_named(tmp_path):
     with pytest.raises(ValueError, match="dataframe"):
         logger.log_pipeline_info(CFG, dataframe=[1, 2])
     plt.close("all")
+
+
+def test_importing_the_package_needs_no_tracker_sdk():
+    import subprocess
+
+    code = ("import sys, oml_viz.loggers as L; L.flatten_config({}); "
+            "print(sorted(m for m in ('lightning', 'wandb', 'mlflow', 'neptune', 'clearml') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 # -- helpers ----------------------------------------------------------------------------------

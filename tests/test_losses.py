@@ -6,7 +6,12 @@ import math
 import pytest
 import torch
 
-from oml_viz.losses import AllTripletsMiner, HardTripletsMiner, TripletLoss, TripletLossWithMiner
+from oml_viz.losses import (
+    AllTripletsMiner,
+    HardTripletsMiner,
+    TripletLoss,
+    TripletLossWithMiner,
+)
 
 # Four points on a line: labels 0,0,1,1. Distances are |x_i - x_j|.
 X = torch.tensor([[0.0, 0.0], [1.0, 0.0], [1.5, 0.0], [4.0, 0.0]])

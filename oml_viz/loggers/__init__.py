@@ -26,7 +26,12 @@ _LAZY = {
     **{cls: module for module, cls, _ in BACKENDS.values()},
 }
 
-__all__ = ["BACKENDS", "create_logger", "flat_metrics", "flatten_config", *sorted(_LAZY)]
+__all__ = [  # noqa: RUF022 -- eager names first, then the lazy ones
+    "BACKENDS", "create_logger", "flat_metrics", "flatten_config",
+    "ClearMLPipelineLogger", "MLflowPipelineLogger", "MetricValCallback", "MetricsCSV",
+    "NeptunePipelineLogger", "PipelineLoggerMixin", "RetrievalModule",
+    "TensorBoardPipelineLogger", "WandbPipelineLogger",
+]
 
 
 def __getattr__(name: str) -> Any:

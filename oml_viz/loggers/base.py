@@ -22,9 +22,9 @@ import time
 import uuid
 import warnings
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
 from lightning.pytorch.utilities import rank_zero_only
@@ -96,7 +96,7 @@ class PipelineLoggerMixin:
         try:
             fn(*args, **kwargs)
             return True
-        except Exception as e:  # any SDK or network error: the run itself must go on
+        except Exception as e:  # noqa: BLE001 -- any SDK or network error: the run itself must go on
             if self.backend_failed:  # a nested guarded call has already warned
                 return False
             self.backend_failed = True

@@ -161,8 +161,10 @@ class MetricValCallback(Callback):
         return [self.images[int(i)] for i in idx]
 
     def _log_figure(self, trainer: Trainer, res: Any, data: dict[str, Any]) -> None:
-        from oml_viz.render import plot_worst_queries  # render is optional for plain metrics
         import matplotlib.pyplot as plt
+
+        # render is imported here: plain metrics need no matplotlib
+        from oml_viz.render import plot_worst_queries
 
         loggers = [lg for lg in trainer.loggers if hasattr(lg, "log_figure")]
         if not loggers:

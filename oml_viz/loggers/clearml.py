@@ -67,11 +67,11 @@ class _ClearMLCore(Logger):
             Task = self._clearml.Task
             if self._offline:
                 Task.set_offline(True)
-            kwargs = dict(
-                reuse_last_task_id=False, auto_connect_frameworks=dict(_NO_HOOKS),
-                auto_resource_monitoring=False, auto_connect_streams=False,
-                auto_connect_arg_parser=False,
-            )
+            kwargs: dict[str, Any] = {
+                "reuse_last_task_id": False, "auto_connect_frameworks": dict(_NO_HOOKS),
+                "auto_resource_monitoring": False, "auto_connect_streams": False,
+                "auto_connect_arg_parser": False,
+            }
             kwargs.update(self._init_kwargs)
             self._task = Task.init(project_name=self._project_name, task_name=self._task_name,
                                    **kwargs)

@@ -5,7 +5,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["flatten_config", "flat_metrics"]
+__all__ = ["flat_metrics", "flatten_config"]
 
 
 def flatten_config(cfg: Mapping[str, Any] | None, sep: str = "/") -> dict[str, Any]:

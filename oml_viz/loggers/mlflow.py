@@ -47,6 +47,11 @@ class MLflowPipelineLogger(PipelineLoggerMixin, MLFlowLogger):
                          save_dir=str(save), run_name=run_name, **kwargs)
         self._init_local(save_dir)
 
+    @property
+    def tracking_uri(self) -> str:
+        """Where the runs are stored (``sqlite:///...`` unless one was given)."""
+        return self._tracking_uri
+
     def _log_figure(self, fig: Any, title: str, step: int) -> None:
         name = f"figures/{safe_name(title)}/step_{step:06d}.png"
         self.experiment.log_figure(self.run_id, fig, artifact_file=name)

@@ -41,10 +41,12 @@ class _NeptuneCore(Logger):
     def experiment(self) -> Any:
         """The ``neptune.Run`` (created on first use)."""
         if self._run is None:
-            kwargs = dict(
-                capture_hardware_metrics=False, capture_stdout=False, capture_stderr=False,
-                capture_traceback=False, git_ref=False, source_files=[],
-            )  # source code is logged explicitly by log_pipeline_info
+            # source code is logged explicitly by log_pipeline_info
+            kwargs: dict[str, Any] = {
+                "capture_hardware_metrics": False, "capture_stdout": False,
+                "capture_stderr": False, "capture_traceback": False, "git_ref": False,
+                "source_files": [],
+            }
             kwargs.update(self._init_kwargs)
             self._run = self._neptune.init_run(
                 project=self._project, api_token=self._api_token, mode=self._mode,

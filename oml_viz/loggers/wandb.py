@@ -21,7 +21,7 @@ def wandb_has_credentials() -> bool:
         from wandb.sdk.lib.wbauth.wbnetrc import read_netrc_auth
 
         return bool(read_netrc_auth(host=host))
-    except Exception:  # older/newer SDK layout: fall back to the standard netrc file
+    except Exception:  # noqa: BLE001 -- older/newer SDK layout: fall back to the standard netrc file
         import netrc
         from urllib.parse import urlparse
 
