@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
+import stat
 import time
 
 import numpy as np
@@ -312,6 +314,10 @@ def test_export_png_writes_the_current_view(data, vit, tmp_path):
     panel = AttentionPanel(vit, df, item_ids=[2])
     path = panel.export_png(tmp_path / "attn.png")
     assert path.read_bytes() == panel.view.png
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # as a plain open() would make it
+    assert [p.name for p in tmp_path.iterdir()] == ["attn.png"]  # no temporary file left
     with pytest.raises(FileNotFoundError, match="does not exist"):
         panel.export_png(tmp_path / "no" / "x.png")
     assert not (tmp_path / "no").exists()

@@ -21,6 +21,9 @@ def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
         raise FileNotFoundError(f"path: folder {path.parent} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the report private to its writer
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
