@@ -203,6 +203,16 @@ def test_wandb_offline_run_file_reads_back(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(files / "dataframe.csv"), DF)
     _check_local_csv(logger)
 
+    # Lightning finalizes after fit; a later trainer.validate must resume the same run
+    logger.log_metrics({"OVERALL/cmc/1": 0.9}, step=3)
+    logger.finalize("success")
+    runs = sorted((tmp_path / "wb" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and runs[0].name.split("-")[-1] == runs[1].name.split("-")[-1]
+    (resumed,) = runs[1].glob("*.wandb")
+    more = [{i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in r.history.item}
+            for r in _wandb_finished_records(resumed) if r.WhichOneof("record_type") == "history"]
+    assert [h["OVERALL/cmc/1"] for h in more] == [0.9]
+
 
 def test_neptune_offline_folder_reads_back(tmp_path):
     logger = create_logger({"name": "neptune", "args": {"project": "ws/demo", "mode": "offline",
@@ -228,6 +238,10 @@ def test_neptune_offline_folder_reads_back(tmp_path):
     df_path = Path(uploads["dataframe"]["file_path"])
     pd.testing.assert_frame_equal(pd.read_csv(df_path), DF)
     _check_local_csv(logger)
+    with pytest.warns(RuntimeWarning, match=f"run {run_dir.name.split('__')[1]} was finalized"):
+        logger.log_metrics({"OVERALL/cmc/1": 0.9}, step=3)  # offline runs cannot be resumed
+    logger.finalize("success")
+    assert len(list((tmp_path / ".neptune" / "offline").glob("run__*"))) == 2
 
 
 def test_clearml_offline_session_reads_back(tmp_path):

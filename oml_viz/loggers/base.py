@@ -188,8 +188,9 @@ class PipelineLoggerMixin:
     def finalize(self, status: str = "success") -> None:
         """Close the run (flushes offline files). ``status``: ``success``, ``failed``, ...
 
-        Logging after ``finalize`` reopens the same run (TensorBoard, MLflow) or starts a new one
-        (W&B, Neptune, ClearML); the local CSV keeps one ``run`` label for the logger's life.
+        Lightning calls this at the end of every ``fit``/``validate``. Logging afterwards goes on
+        in the same run for TensorBoard, MLflow and W&B (resumed by id); Neptune and ClearML
+        start a new run and warn. The local CSV keeps one ``run`` label for the logger's life.
         """
         self._guarded("finalize", super().finalize, status)  # type: ignore[misc]
 

@@ -9,6 +9,7 @@ defaults, closing an offline task waits up to 300 s for the repository analysis.
 from __future__ import annotations
 
 import os
+import warnings
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -59,11 +60,15 @@ class _ClearMLCore(Logger):
         self._offline = offline_mode
         self._init_kwargs = init_kwargs
         self._task: Any = None
+        self._closed_id: str | None = None
 
     @property
     def experiment(self) -> Any:
         """The ``clearml.Task`` (created on first use)."""
         if self._task is None:
+            if self._closed_id is not None:
+                warnings.warn(f"clearml logger: task {self._closed_id} was finalized; logging "
+                              "again starts a new task", RuntimeWarning, stacklevel=2)
             Task = self._clearml.Task
             if self._offline:
                 Task.set_offline(True)
@@ -112,6 +117,7 @@ class _ClearMLCore(Logger):
         if self._task is None:
             return
         task, self._task = self._task, None
+        self._closed_id = str(task.id)
         task.flush(wait_for_uploads=True)
         if status in ("success", "finished"):
             task.mark_completed()

@@ -8,6 +8,7 @@ this class talks to ``neptune.init_run`` directly. ``mode="offline"`` writes to
 from __future__ import annotations
 
 import os
+import warnings
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -36,11 +37,15 @@ class _NeptuneCore(Logger):
         self._name = name
         self._init_kwargs = init_kwargs
         self._run: Any = None
+        self._stopped_id: str | None = None
 
     @property
     def experiment(self) -> Any:
         """The ``neptune.Run`` (created on first use)."""
         if self._run is None:
+            if self._stopped_id is not None:
+                warnings.warn(f"neptune logger: run {self._stopped_id} was finalized; logging "
+                              "again starts a new run", RuntimeWarning, stacklevel=2)
             # source code is logged explicitly by log_pipeline_info
             kwargs: dict[str, Any] = {
                 "capture_hardware_metrics": False, "capture_stdout": False,
@@ -87,6 +92,7 @@ class _NeptuneCore(Logger):
         if self._run is not None:
             if status not in ("success", "finished"):
                 self._run["sys/failed"] = True
+            self._stopped_id = str(self._run._id)
             self._run.stop()
             self._run = None
 

@@ -35,6 +35,7 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
     """W&B run under ``<save_dir>/wandb``; ``offline=True`` (or ``WANDB_MODE=offline``) stays local.
 
     Online use without credentials fails here, at creation, before any training starts.
+    Logging after ``finalize`` resumes the same W&B run (same id).
     ``finalize`` finishes the W&B run; W&B's writer process completes the offline
     ``run-<id>.wandb`` file a moment later (``wandb sync <run dir>`` uploads it).
 
@@ -91,7 +92,10 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
     def finalize(self, status: str = "success") -> None:
         super().finalize(status)  # Lightning's: logs checkpoints on success
         if self._experiment is not None:
-            run, self._experiment = self._experiment, None  # a later use starts a fresh run
+            run, self._experiment = self._experiment, None
+            # a later use (e.g. trainer.validate after fit) resumes this run, not a new one
+            self._id = run.id
+            self._wandb_init.update(id=run.id, resume="allow")
             self._guarded("finish", run.finish, exit_code=0 if status == "success" else 1)
 
 
