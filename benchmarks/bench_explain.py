@@ -18,18 +18,28 @@ import numpy as np
 import torch
 
 
-def median_time(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    fn()  # warm-up: lazy imports, allocator, kernels
-    times = []
+def _timed(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def paired(fn: Callable[[], object], base: Callable[[], object], repeats: int,
+           device: torch.device) -> tuple[float, float]:
+    """(median seconds of ``fn``, median of per-round ratios fn / base). Each round times the
+    baseline right before ``fn``, so a busy machine inflates both alike and the ratio holds."""
+    fn(), base()  # warm-up: lazy imports, allocator, kernels
+    times, ratios = [], []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        b = _timed(base, device)
+        t = _timed(fn, device)
+        times.append(t)
+        ratios.append(t / b)
+    return statistics.median(times), statistics.median(ratios)
 
 
 def main() -> None:
@@ -58,14 +68,13 @@ def main() -> None:
         with torch.no_grad():
             vit(x)
 
-    base = median_time(vit_forward, args.repeats, device)
-    rows.append(("ViT-S/16 224", "forward (baseline)", base, base, None))
+    rows.append(("ViT-S/16 224", "forward (baseline vs itself: the noise)", *paired(vit_forward, vit_forward, args.repeats, device), None))
     for label, fn, target in [
         ("attention_map", lambda: attention_map(vit, img), 0.3),
         ("attention_map 375x500", lambda: attention_map(vit, photo), None),
         ("attention_map rollout", lambda: attention_map(vit, img, rollout=True), None),
     ]:
-        rows.append(("ViT-S/16 224", label, median_time(fn, args.repeats, device), base, target))
+        rows.append(("ViT-S/16 224", label, *paired(fn, vit_forward, args.repeats, device), target))
 
     cnn = timm.create_model("resnet50", pretrained=False, num_classes=0).eval().to(device)
     xc, _ = prepare_image(cnn, img)
@@ -79,31 +88,33 @@ def main() -> None:
         out = cnn(xi)
         (out * out.detach()).sum().backward()
 
-    base = median_time(cnn_forward, args.repeats, device)
-    rows.append(("ResNet-50 224", "forward (baseline)", base, base, None))
-    rows.append(("ResNet-50 224", "forward+backward", median_time(cnn_forward_backward, args.repeats, device),
-                 base, None))
+    rows.append(("ResNet-50 224", "forward (baseline vs itself: the noise)", *paired(cnn_forward, cnn_forward, args.repeats, device),
+                 None))
     for label, fn, target in [
+        ("forward+backward to the input", cnn_forward_backward, None),
         ("gradcam_map", lambda: gradcam_map(cnn, img), 0.6),
         ("gradcam_map gradcam++", lambda: gradcam_map(cnn, img, method="gradcam++"), None),
         ("gradcam_map 375x500", lambda: gradcam_map(cnn, photo), None),
     ]:
-        rows.append(("ResNet-50 224", label, median_time(fn, args.repeats, device), base, target))
+        rows.append(("ResNet-50 224", label, *paired(fn, cnn_forward, args.repeats, device), target))
 
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
     import os
 
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads} threads"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    a = torch.randn(1024, 1024, device=device)
+    gemm = statistics.median(_timed(lambda: a @ a, device) for _ in range(5))
+    gflops = 2 * 1024**3 / gemm / 1e9  # the machine's speed now (PERF.md: ~255 GFLOP/s idle, 2 threads)
     print(f"device: {name}; median of {args.repeats}; torch {torch.__version__}, timm {timm.__version__}; "
-          f"load average {load:.1f}")
+          f"load average {load:.1f}; fp32 matmul {gflops:.0f} GFLOP/s now")
     if load > args.threads + 0.5:
         print("note: the machine is busier than the threads used; absolute times are inflated, "
               "the 'x forward' ratios are the comparable numbers")
-    print("| model | call | median s | x forward | target |")
+    print("| model | call | median s | x forward (paired) | target |")
     print("|---|---|---|---|---|")
-    for model, label, t, b, target in rows:
+    for model, label, t, ratio, target in rows:
         verdict = "" if target is None else (f"< {target} s: {'PASS' if t < target else 'FAIL'}")
-        print(f"| {model} | {label} | {t:.3f} | {t / b:.2f} | {verdict} |")
+        print(f"| {model} | {label} | {t:.3f} | {ratio:.2f} | {verdict} |")
 
 
 if __name__ == "__main__":
