@@ -12,32 +12,32 @@ Example:
 """
 from oml_viz.explain.attention import attention_map, attention_modules, draw_attention
 from oml_viz.explain.gradcam import (
-                                     CAM_METHODS,
-                                     EmbeddingTarget,
-                                     default_target_layer,
-                                     draw_gradcam,
-                                     gradcam_map,
-                                     gradcam_maps,
+    CAM_METHODS,
+    EmbeddingTarget,
+    default_target_layer,
+    draw_gradcam,
+    gradcam_map,
+    gradcam_maps,
 )
 from oml_viz.explain.overlay import colorize, overlay_heatmap
 from oml_viz.explain.pair import PairExplanation, explain_pair
 from oml_viz.explain.state import ModelState, capture_state, preserved_state
 
 __all__ = [
-                                     "CAM_METHODS",
-                                     "EmbeddingTarget",
-                                     "ModelState",
-                                     "PairExplanation",
-                                     "attention_map",
-                                     "attention_modules",
-                                     "capture_state",
-                                     "colorize",
-                                     "default_target_layer",
-                                     "draw_attention",
-                                     "draw_gradcam",
-                                     "explain_pair",
-                                     "gradcam_map",
-                                     "gradcam_maps",
-                                     "overlay_heatmap",
-                                     "preserved_state",
+    "CAM_METHODS",
+    "EmbeddingTarget",
+    "ModelState",
+    "PairExplanation",
+    "attention_map",
+    "attention_modules",
+    "capture_state",
+    "colorize",
+    "default_target_layer",
+    "draw_attention",
+    "draw_gradcam",
+    "explain_pair",
+    "gradcam_map",
+    "gradcam_maps",
+    "overlay_heatmap",
+    "preserved_state",
 ]
