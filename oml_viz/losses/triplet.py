@@ -11,6 +11,7 @@
 
 Example:
     >>> import torch
+    >>> from oml_viz.losses import HardTripletsMiner, TripletLossWithMiner
     >>> loss_fn = TripletLossWithMiner(margin=0.1, miner=HardTripletsMiner())
     >>> loss = loss_fn(torch.randn(8, 4), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3]))
     >>> sorted(loss_fn.last_logs)
