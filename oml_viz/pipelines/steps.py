@@ -12,7 +12,6 @@ Example:
 """
 from __future__ import annotations
 
-import math
 import random
 from typing import Any
 
@@ -123,12 +122,9 @@ def evaluate(embeddings: np.ndarray, rows: pd.DataFrame, metric_args: MetricArgs
 
 def flat_table(table: pd.DataFrame) -> dict[str, float]:
     """``{"OVERALL/cmc/1": 0.8, "circle/map/5": ...}``; NaN cells (no queries) are left out."""
-    out = {}
-    for index, row in table.iterrows():
-        for column, value in row.items():
-            if value is not None and not (isinstance(value, float) and math.isnan(value)):
-                out[f"{index}/{column}"] = float(value)
-    return out
+    from oml_viz.loggers.flatten import flat_metrics
+
+    return flat_metrics(table)
 
 
 def log_evaluation(logger: Any, res: Any, table: pd.DataFrame, rows: pd.DataFrame, cfg: ValidateConfig,
