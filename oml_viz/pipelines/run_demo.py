@@ -26,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from oml_viz.pipelines.demo import DemoAssets, _key, demo_assets, demo_recipe
+from oml_viz.pipelines.demo import DemoAssets, _key, cpu_threads_for_load, demo_assets, demo_recipe
 
 __all__ = ["DemoSummary", "run_demo", "random_init_cmc1", "NOTEBOOK"]
 
@@ -98,6 +98,12 @@ def _explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], ids:
 def run_demo(work_dir: str | os.PathLike = "demo_output", quick: bool = False, force_retrain: bool = False,
              progress: bool = True, echo: Callable[[str], None] | None = print) -> DemoSummary:
     """Run the demo (see the module docstring) and return a :class:`DemoSummary`."""
+    with cpu_threads_for_load():
+        return _run_demo(work_dir, quick, force_retrain, progress, echo)
+
+
+def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, progress: bool,
+              echo: Callable[[str], None] | None) -> DemoSummary:
     from oml_viz.data.sources import ImageSource
     from oml_viz.engine import retrieve
     from oml_viz.loggers import create_logger

@@ -167,14 +167,19 @@ def train_pipeline(cfg: TrainConfig | dict | str | os.PathLike, logger: Any = No
         **_accelerator(device),
     )
     was_training = ext.training
-    with warnings.catch_warnings():
-        # a small CPU run: Lightning's advice on dataloader workers and batch counts is noise here
-        warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|log_every_n_steps).*")
-        trainer.fit(module, train_loader, val_loader)
-        if cfg.epochs % cfg.valid_period:
-            trainer.validate(module, val_loader, verbose=False)
-    ext.train(was_training)
-    ext.to("cpu")
+    try:
+        with warnings.catch_warnings():
+            # a small CPU run: Lightning's advice on dataloader workers and batch counts is noise here
+            warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|log_every_n_steps).*")
+            trainer.fit(module, train_loader, val_loader)
+            if cfg.epochs % cfg.valid_period:
+                trainer.validate(module, val_loader, verbose=False)
+    except BaseException:
+        logger.finalize("failed")
+        raise
+    finally:
+        ext.train(was_training)
+        ext.to("cpu")
 
     checkpoint = None
     if cfg.checkpoint is not None:
