@@ -67,8 +67,10 @@ def lab(tmp_path, tmp_path_factory):
     port = free_port()
     work = tmp_path_factory.getbasetemp() / "oml_viz_demo_quick"  # shared with tests/test_notebook.py
     env = dict(os.environ, OML_VIZ_WORK_DIR=str(work), OML_VIZ_QUICK="1",
-               JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+               # everything the server writes or reads per user stays in tmp_path; the venv's
+               # kernelspec and widget extension (under sys.prefix) are what it finds
+               JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_DATA_DIR=str(tmp_path / "data"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"))
     # no news or update checks: the machine is offline, and their toast would cover the page
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"

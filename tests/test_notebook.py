@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -36,11 +37,14 @@ def test_notebook_runs_top_to_bottom(tmp_path_factory, monkeypatch):
     started = time.time()
     monkeypatch.setenv("OML_VIZ_WORK_DIR", str(work))
     monkeypatch.setenv("OML_VIZ_QUICK", "1")
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path_factory.mktemp("jupyter_data")))  # no user kernelspecs
     nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys; print('kernel python:', sys.executable)"))
     client = nbclient.NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=240,
                                      resources={"metadata": {"path": str(NOTEBOOK.parent)}})
     client.execute()  # raises CellExecutionError naming the cell on any error
 
+    assert nb.cells[-1].outputs[0].text.strip() == f"kernel python: {sys.executable}"  # this venv's kernel
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     text = "\n".join(o.get("text", "") for o in outputs if o.output_type == "stream")
