@@ -176,7 +176,7 @@ def _train_or_load(recipe: dict[str, Any], which: str, work_dir: Path, rows: pd.
     cfg.progress = progress
     cfg.checkpoint = str(ckpt)
     with cpu_threads_for_load():
-        run = train_pipeline(cfg)
+        run = train_pipeline(cfg, quiet=True)
     emb = run.embeddings
     tmp = emb_path.with_name(emb_path.name + ".tmp.npy")
     np.save(tmp, emb)

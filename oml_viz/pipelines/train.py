@@ -14,12 +14,14 @@ Example:
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -125,11 +127,11 @@ def _accelerator(device: torch.device) -> dict[str, Any]:
 
 
 def train_pipeline(cfg: TrainConfig | dict | str | os.PathLike, logger: Any = None,
-                   extractor: Any = None) -> TrainRun:
+                   extractor: Any = None, quiet: bool = False) -> TrainRun:
     """Run the train pipeline (see the module docstring); returns a :class:`TrainRun`.
 
     ``logger`` overrides the config's ``logger:`` block; ``extractor`` (an ``oml_viz.models``
-    extractor) replaces the one ``model:`` describes.
+    extractor) replaces the one ``model:`` describes; ``quiet`` hides Lightning's info lines.
     """
     cfg = as_config(cfg, "train")
     assert isinstance(cfg, TrainConfig), "train_pipeline needs a train config"
@@ -160,17 +162,18 @@ def train_pipeline(cfg: TrainConfig | dict | str | os.PathLike, logger: Any = No
     module = _ConfiguredModule(ext, make_criterion(cfg), cfg.optimizer, total_steps=cfg.epochs * len(sampler))
     logger = make_logger(cfg) if logger is None else logger
     logger.log_pipeline_info(config_to_dict(cfg), dataframe=df, tags=list(cfg.tags) + ["train"])
-    trainer = Trainer(
-        max_epochs=cfg.epochs, check_val_every_n_epoch=cfg.valid_period, logger=logger,
-        callbacks=[callback, history], enable_checkpointing=False, num_sanity_val_steps=0,
-        enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
-        **_accelerator(device),
-    )
     was_training = ext.training
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _lightning_info(quiet):
             # a small CPU run: Lightning's advice on dataloader workers and batch counts is noise here
-            warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|log_every_n_steps).*")
+            warnings.filterwarnings("ignore", message=".*(num_workers|does not have many workers|log_every_n_steps"
+                                    "|LeafSpec).*")
+            trainer = Trainer(
+                max_epochs=cfg.epochs, check_val_every_n_epoch=cfg.valid_period, logger=logger,
+                callbacks=[callback, history], enable_checkpointing=False, num_sanity_val_steps=0,
+                enable_progress_bar=cfg.progress, enable_model_summary=False, log_every_n_steps=1,
+                **_accelerator(device),
+            )
             trainer.fit(module, train_loader, val_loader)
             if cfg.epochs % cfg.valid_period:
                 trainer.validate(module, val_loader, verbose=False)
@@ -185,6 +188,19 @@ def train_pipeline(cfg: TrainConfig | dict | str | os.PathLike, logger: Any = No
     if cfg.checkpoint is not None:
         checkpoint = ext.save(cfg.checkpoint)
     return TrainRun(callback.last_metrics, callback.last_result, ext, logger, rows, cfg, checkpoint, history.rows)
+
+
+@contextmanager
+def _lightning_info(quiet: bool) -> Iterator[None]:
+    """Hide Lightning's info lines (accelerator, tips, 'fit stopped') while ``quiet``."""
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    if quiet:
+        log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 class _History(Callback):
