@@ -1,7 +1,7 @@
 """The notebook in a real browser: JupyterLab in Debian's Chromium, driven by Playwright.
 
 Runs all cells, pages the worst-queries panel and switches the attention head, and checks that
-each panel's image changed on screen. Screenshots go to ``test-artifacts/browser/``.
+each panel's image changed on screen; clicks a result and waits for its pairwise explanation. Screenshots go to ``test-artifacts/browser/``.
 The test starts its own JupyterLab (a free port, settings and workspaces in a temporary folder)
 and ends only that process. It is skipped only where /usr/bin/chromium is missing.
 """
@@ -141,6 +141,14 @@ def test_notebook_widgets_respond_in_jupyterlab(lab):
             after = grid.screenshot(path=str(ARTIFACTS / "03_worst_page2.png"))
             assert after != before
             assert "page 2 /" in panel.locator(".ov-page-label").inner_text()
+
+            # click a result: the pairwise explanation appears under the grid
+            pair = panel.locator(".ov-pair-image")
+            panel.locator(".ov-result-row").first.locator(".ov-result-button").first.click()
+            page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=pair.element_handle(),
+                                   timeout=60_000)
+            pair.scroll_into_view_if_needed()
+            pair.screenshot(path=str(ARTIFACTS / "03b_worst_pair.png"))
 
             # switch the attention head: the attention image must change on screen
             att = page.locator(".ov-attention").first
