@@ -77,12 +77,18 @@ def test_validate_with_tensorboard_logs_what_the_engine_computes(tmp_path, data_
 def test_validate_with_mlflow_overall_only_and_no_images(tmp_path, data_dir):
     from mlflow import MlflowClient
 
-    cfg = write_cfg(tmp_path, data_dir, log_images=False, tags=["nightly"],
+    tiny_cnn = {"kind": "resnet", "arch": "resnet18", "kwargs": {"layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64]}}
+    cfg = write_cfg(tmp_path, data_dir, log_images=False, tags=["nightly"], model=tiny_cnn, image_size=32,
                     metric_args={"cmc_top_k": [1], "map_top_k": [], "precision_top_k": [2],
                                  "return_only_overall_category": True},
                     logger={"name": "mlflow", "args": {"experiment_name": "t", "save_dir": str(tmp_path / "ml")}})
     run = validate_pipeline(cfg)
     assert list(run.metrics.index) == ["OVERALL"] and list(run.metrics.columns) == ["cmc/1", "precision/2"]
+    assert type(run.extractor).__name__ == "ResnetExtractor" and run.embeddings.shape == (32, 64)
+    # image_size=32 (not the CNN's default 224) is what the embeddings were computed at
+    val = run.rows
+    np.testing.assert_allclose(run.embeddings, ov.models.extract_embeddings(
+        run.extractor, val, input_size=(32, 32), progress=False), rtol=1e-4, atol=1e-5)
 
     client = MlflowClient(run.logger._tracking_uri)
     info = client.get_run(run.logger.run_id)
@@ -162,6 +168,9 @@ def test_pipeline_errors_name_the_problem(tmp_path, data_dir):
     cfg = write_cfg(tmp_path, data_dir, sampler={"n_labels": 9, "n_instances": 2})
     with pytest.raises(ValueError, match=r"n_labels=9 but only 8 labels"):
         train_pipeline(cfg)
+    cfg = write_cfg(tmp_path, data_dir, image_size=48)
+    with pytest.raises(ValueError, match="image_size: 48 does not fit the ViT, built for 32x32"):
+        validate_pipeline(cfg)
     cfg = write_cfg(tmp_path, data_dir, model={"arch": "not_a_model"})
     with pytest.raises(ValueError, match="arch: 'not_a_model' is not a timm model name"):
         validate_pipeline(cfg)

@@ -82,9 +82,15 @@ def build_extractor(model: ModelConfig) -> Any:
 
 def input_size(extractor: Any, image_size: int | None) -> tuple[int, int]:
     """(H, W) images are resized to: ``image_size`` when given, else the model's own size."""
-    if image_size is not None:
-        return int(image_size), int(image_size)
-    return tuple(extractor.input_size)  # type: ignore[return-value]
+    own = tuple(extractor.input_size)
+    if image_size is None:
+        return own  # type: ignore[return-value]
+    size = (int(image_size), int(image_size))
+    model = extractor.model
+    if hasattr(model, "patch_embed") and not getattr(model, "dynamic_img_size", False) and size != own:
+        raise ValueError(f"image_size: {image_size} does not fit the ViT, built for {own[0]}x{own[1]}; set "
+                         "model.kwargs.img_size to it (or model.kwargs.dynamic_img_size: true)")
+    return size
 
 
 def embed(extractor: Any, rows: pd.DataFrame, cfg: ValidateConfig, device: torch.device | None = None) -> np.ndarray:
