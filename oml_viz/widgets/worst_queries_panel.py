@@ -78,9 +78,8 @@ class WorstQueriesPanel(Panel):
         self.metric = w.Dropdown(options=options, value=metric, description="metric",
                                  layout=w.Layout(width="190px"))
         self.metric.add_class("ov-metric-select")
-        cat_names = [] if self.categories is None else sorted({str(c): c for c in self.categories[res.query_ids]})
-        cat_values = {str(c): c for c in ([] if self.categories is None else self.categories[res.query_ids])}
-        self.category = w.Dropdown(options=[(_ALL, _ALL)] + [(n, cat_values[n]) for n in cat_names], value=_ALL,
+        by_name = {} if self.categories is None else {str(c): c for c in self.categories[res.query_ids]}
+        self.category = w.Dropdown(options=[(_ALL, _ALL), *sorted(by_name.items())], value=_ALL,
                                    description="category", layout=w.Layout(width="230px"),
                                    disabled=self.categories is None)
         self.category.add_class("ov-category-select")
