@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from oml_viz.pipelines.config import TrainConfig, ValidateConfig, config_from_dict, load_config
+from oml_viz.pipelines.config import (
+    TrainConfig,
+    ValidateConfig,
+    config_from_dict,
+    load_config,
+)
 from oml_viz.pipelines.schema import ConfigError
 
 

@@ -34,16 +34,27 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 
 from oml_viz.pipelines.schema import ConfigError, build, in_open_unit, in_unit, positive
 
 __all__ = [
-    "DatasetConfig", "ModelConfig", "MetricArgs", "LoggerConfig", "ValidateConfig", "LossConfig",
-    "OptimizerConfig", "SamplerConfig", "TrainConfig", "ConfigError", "load_config", "config_from_dict",
-    "config_to_dict", "LOGGER_NAMES",
+    "LOGGER_NAMES",
+    "ConfigError",
+    "DatasetConfig",
+    "LoggerConfig",
+    "LossConfig",
+    "MetricArgs",
+    "ModelConfig",
+    "OptimizerConfig",
+    "SamplerConfig",
+    "TrainConfig",
+    "ValidateConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
 ]
 
 LOGGER_NAMES = ("tensorboard", "mlflow", "wandb", "neptune", "clearml")
@@ -71,7 +82,7 @@ class DatasetConfig:
     """Where the data is: an OML dataframe (CSV) and the folder its ``path`` column starts from."""
 
     dataframe: str
-    dataset_root: Optional[str] = None
+    dataset_root: str | None = None
 
 
 @dataclass
@@ -80,7 +91,7 @@ class ModelConfig:
 
     arch: str = "vit_tiny_patch16_224"
     kind: Literal["vit", "resnet", "timm"] = "vit"
-    weights: Optional[str] = None
+    weights: str | None = None
     normalise_features: bool = True
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -124,7 +135,7 @@ class ValidateConfig:
 
     dataset: DatasetConfig
     model: ModelConfig = field(default_factory=ModelConfig)
-    image_size: Optional[int] = field(default=None, metadata={"check": _at_least(8)})
+    image_size: int | None = field(default=None, metadata={"check": _at_least(8)})
     distance: Literal["euclidean", "cosine"] = "euclidean"
     metric_args: MetricArgs = field(default_factory=MetricArgs)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -138,14 +149,14 @@ class ValidateConfig:
     progress: bool = True
 
     # set by load_config: the file it came from (not a config key)
-    source: Optional[str] = field(default=None, init=False, repr=False, compare=False)
+    source: str | None = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass
 class LossConfig:
     """Triplet loss: ``margin`` (null = soft margin) and which triplets the miner keeps."""
 
-    margin: Optional[float] = field(default=0.2, metadata={"check": _positive_float})
+    margin: float | None = field(default=0.2, metadata={"check": _positive_float})
     miner: Literal["all", "hard"] = "all"
 
 
@@ -174,7 +185,7 @@ class TrainConfig(ValidateConfig):
     epochs: int = field(default=10, metadata={"check": positive})
     valid_period: int = field(default=1, metadata={"check": positive})
     hflip: bool = True
-    checkpoint: Optional[str] = None
+    checkpoint: str | None = None
 
 
 _KINDS = {"validate": ValidateConfig, "train": TrainConfig}

@@ -26,15 +26,16 @@ import copy
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["DemoAssets", "demo_assets", "demo_recipe", "DEMO_VERSION"]
+__all__ = ["DEMO_VERSION", "DemoAssets", "demo_assets", "demo_recipe"]
 
 DEMO_VERSION = 1  # bump when the recipe's meaning changes without its values changing
 

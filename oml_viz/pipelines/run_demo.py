@@ -19,16 +19,23 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from oml_viz.pipelines.demo import DemoAssets, _key, cpu_threads_for_load, demo_assets, demo_recipe
+from oml_viz.pipelines.demo import (
+    DemoAssets,
+    _key,
+    cpu_threads_for_load,
+    demo_assets,
+    demo_recipe,
+)
 
-__all__ = ["DemoSummary", "run_demo", "random_init_cmc1", "NOTEBOOK"]
+__all__ = ["NOTEBOOK", "DemoSummary", "random_init_cmc1", "run_demo"]
 
 NOTEBOOK = "notebooks/visualization.ipynb"
 _METRICS = {"cmc_top_k": (1, 5), "precision_top_k": (5,), "map_top_k": (5,), "fmr_vals": (0.1,),
@@ -107,8 +114,8 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
     from oml_viz.data.sources import ImageSource
     from oml_viz.engine import retrieve
     from oml_viz.loggers import create_logger
-    from oml_viz.render import plot_worst_queries
     from oml_viz.pipelines.steps import flat_table, format_table
+    from oml_viz.render import plot_worst_queries
 
     say = echo or (lambda s: None)
     work = Path(work_dir).expanduser().resolve()

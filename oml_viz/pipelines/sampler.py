@@ -12,7 +12,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 
 import numpy as np
 

@@ -30,9 +30,10 @@ import dataclasses
 import re
 import types
 import typing
-from typing import Any, Callable, Literal, Union
+from collections.abc import Callable
+from typing import Any, Literal, Union
 
-__all__ = ["ConfigError", "build", "positive", "in_open_unit", "in_unit"]
+__all__ = ["ConfigError", "build", "in_open_unit", "in_unit", "positive"]
 
 _MISSING = dataclasses.MISSING
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")

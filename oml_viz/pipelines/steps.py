@@ -19,11 +19,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from oml_viz.pipelines.config import DatasetConfig, MetricArgs, ModelConfig, ValidateConfig
+from oml_viz.pipelines.config import (
+    DatasetConfig,
+    MetricArgs,
+    ModelConfig,
+    ValidateConfig,
+)
 
 __all__ = [
-    "seed_everything", "resolve_device", "read_data", "validation_rows", "train_rows", "build_extractor",
-    "input_size", "embed", "evaluate", "flat_table", "log_evaluation", "format_table",
+    "build_extractor",
+    "embed",
+    "evaluate",
+    "flat_table",
+    "format_table",
+    "input_size",
+    "log_evaluation",
+    "read_data",
+    "resolve_device",
+    "seed_everything",
+    "train_rows",
+    "validation_rows",
 ]
 
 

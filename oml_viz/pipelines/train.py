@@ -18,10 +18,11 @@ import logging
 import math
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,11 +34,17 @@ from oml_viz.pipelines.config import OptimizerConfig, TrainConfig, config_to_dic
 from oml_viz.pipelines.images import ImageTensors
 from oml_viz.pipelines.sampler import BalancedBatchSampler
 from oml_viz.pipelines.steps import (
-    build_extractor, input_size, read_data, resolve_device, seed_everything, train_rows, validation_rows,
+    build_extractor,
+    input_size,
+    read_data,
+    resolve_device,
+    seed_everything,
+    train_rows,
+    validation_rows,
 )
 from oml_viz.pipelines.validate import as_config, make_logger
 
-__all__ = ["TrainRun", "train_pipeline", "make_optimizer", "make_criterion"]
+__all__ = ["TrainRun", "make_criterion", "make_optimizer", "train_pipeline"]
 
 _WARMUP_SHARE = 0.05
 
@@ -74,7 +81,7 @@ def make_optimizer(params: Any, opt: OptimizerConfig, total_steps: int) -> tuple
     cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[opt.name]
     kwargs = {"momentum": 0.9} if opt.name == "sgd" else {}
     optimizer = cls(params, lr=opt.lr, weight_decay=opt.weight_decay, **kwargs)
-    warmup = max(1, int(round(_WARMUP_SHARE * total_steps)))
+    warmup = max(1, round(_WARMUP_SHARE * total_steps))
 
     def factor(step: int) -> float:
         if step < warmup:

@@ -17,12 +17,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from oml_viz.pipelines.config import ValidateConfig, config_from_dict, config_to_dict, load_config
+from oml_viz.pipelines.config import (
+    ValidateConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+)
 from oml_viz.pipelines.steps import (
-    build_extractor, embed, evaluate, log_evaluation, read_data, resolve_device, seed_everything, validation_rows,
+    build_extractor,
+    embed,
+    evaluate,
+    log_evaluation,
+    read_data,
+    resolve_device,
+    seed_everything,
+    validation_rows,
 )
 
-__all__ = ["ValidationRun", "validate_pipeline", "as_config"]
+__all__ = ["ValidationRun", "as_config", "validate_pipeline"]
 
 
 @dataclass
