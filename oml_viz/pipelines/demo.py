@@ -135,16 +135,19 @@ def _write_yaml(cfg: dict[str, Any], path: Path) -> None:
 
 @contextmanager
 def cpu_threads_for_load() -> Iterator[int]:
-    """Use one torch CPU thread while the machine is oversubscribed, restoring the setting after.
+    """Use one torch CPU thread when other work already holds the cores torch's threads would need.
 
-    With more runnable processes than cores, torch's OpenMP threads spin-wait for each other and
-    a 2-thread training step on a busy 2-core machine measured ~10x slower than a 1-thread one.
+    The demo's matrices are small: with more runnable threads than cores, torch's OpenMP threads
+    wait for each other. Measured on 2 cores: idle, 2 threads train ~1.8x faster than 1; with one
+    other busy process, the cold demo took 419 s of CPU with 2 threads and 131 s with 1. The
+    1-minute load average (which also counts this process's recent work, hence the +1) decides.
+    The setting is restored afterwards.
     """
     import torch
 
     before = torch.get_num_threads()
     try:
-        busy = os.getloadavg()[0] > (os.cpu_count() or 1)
+        busy = os.getloadavg()[0] > (os.cpu_count() or 1) - before + 1.0
     except OSError:  # no load average on this platform
         busy = False
     if busy:
