@@ -156,7 +156,8 @@ def test_train_with_mlflow_reads_back(tmp_path, data_dir):
     assert client.get_run(run.logger.run_id).data.params["loss/miner"] == "hard"
 
 
-def test_pipeline_errors_name_the_problem(tmp_path, data_dir):
+def test_pipeline_errors_name_the_problem(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default logger writes to ./logs: it must not be created
     bad = pd.read_csv(data_dir / "df.csv")
     bad.loc[3, "split"] = "test"
     (tmp_path / "bad").mkdir()
@@ -174,3 +175,4 @@ def test_pipeline_errors_name_the_problem(tmp_path, data_dir):
     cfg = write_cfg(tmp_path, data_dir, model={"arch": "not_a_model"})
     with pytest.raises(ValueError, match="arch: 'not_a_model' is not a timm model name"):
         validate_pipeline(cfg)
+    assert not (tmp_path / "logs").exists()

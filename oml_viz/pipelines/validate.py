@@ -27,6 +27,7 @@ from oml_viz.pipelines.steps import (
     build_extractor,
     embed,
     evaluate,
+    input_size,
     log_evaluation,
     read_data,
     resolve_device,
@@ -77,6 +78,7 @@ def validate_pipeline(cfg: ValidateConfig | dict | str | os.PathLike, logger: An
     df = read_data(cfg.dataset)
     rows = validation_rows(df)
     extractor = build_extractor(cfg.model)
+    input_size(extractor, cfg.image_size)  # a size the model cannot take fails before anything is logged
     logger = make_logger(cfg) if logger is None else logger
     status = "failed"
     try:
