@@ -5,11 +5,11 @@ import warnings
 
 import numpy as np
 import pytest
+from engine_reference import fnmr, mean_metric, pcf, query_metric, reference
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import oml_viz as ov
-from engine_reference import fnmr, mean_metric, pcf, query_metric, reference
 
 METRICS = [("cmc", 1), ("cmc", 3), ("precision", 2), ("precision", 5), ("map", 1), ("map", 4)]
 

@@ -11,7 +11,7 @@ compared with t one by one (pairs in other bins are decided by their bin alone).
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch

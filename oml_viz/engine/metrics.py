@@ -6,7 +6,7 @@ per-query float64 values, NaN for queries without ground truth.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch

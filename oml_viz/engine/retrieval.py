@@ -1,7 +1,8 @@
 """``retrieve()``: validate the inputs, run the batched search, wrap the answer."""
 from __future__ import annotations
 
-from typing import Any, Hashable, Sequence
+from collections.abc import Hashable, Sequence
+from typing import Any
 
 import numpy as np
 import torch

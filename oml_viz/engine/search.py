@@ -35,7 +35,7 @@ class Exclusions:
     only: torch.Tensor  # with at_most_one: the gallery position of each code, or -1
 
     @classmethod
-    def build(cls, gallery_seq: np.ndarray, n_codes: int, device: torch.device) -> "Exclusions":
+    def build(cls, gallery_seq: np.ndarray, n_codes: int, device: torch.device) -> Exclusions:
         order = np.argsort(gallery_seq, kind="stable")
         counts = np.bincount(gallery_seq, minlength=n_codes)
         starts = np.concatenate([[0], np.cumsum(counts)])

@@ -1,7 +1,8 @@
 """Input checks for the engine: every error names the argument and the first offending rows."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd

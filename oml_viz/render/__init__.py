@@ -8,6 +8,7 @@ Example:
 from .colors import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR
 from .figure import figure_to_array
 from .layout import GridLayout
+from .metrics_plot import metrics_figure
 from .queries import QueriesDisplay, QueryRow, Tile, plot_queries, plot_worst_queries
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "QueryRow",
     "Tile",
     "figure_to_array",
+    "metrics_figure",
     "plot_queries",
     "plot_worst_queries",
 ]
