@@ -16,7 +16,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 from functools import lru_cache
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
+
+from .written import finish, reuse
 
 SHAPES = ("circle", "triangle", "square", "pentagon", "hexagon", "star", "cross", "diamond")
 PATTERN_KINDS = ("solid", "stripes", "checker", "dots", "rings", "halves")
@@ -232,10 +233,7 @@ def make_demo_dataset(
     root = Path(root).expanduser()
     params = {"n_classes": n_classes, "images_per_class": images_per_class, "size": size, "seed": seed,
               "with_bboxes": with_bboxes, "version": 2}
-    csv = root / "df.csv"
-    if not overwrite and _already_there(root, params):
-        df = pd.read_csv(csv)
-        df.attrs["dataset_root"] = str(root)
+    if not overwrite and (df := reuse(root, _META, params, n_classes * images_per_class)) is not None:
         return df
 
     from tqdm.auto import tqdm
@@ -260,19 +258,4 @@ def make_demo_dataset(
                     row.update(x_1=box[0], y_1=box[1], x_2=box[2], y_2=box[3])
                 rows.append(row)
                 bar.update(1)
-    df = pd.DataFrame(rows)
-    df.to_csv(csv, index=False)
-    (root / _META).write_text(json.dumps(params))
-    df.attrs["dataset_root"] = str(root)
-    return df
-
-
-def _already_there(root: Path, params: dict) -> bool:
-    try:
-        if json.loads((root / _META).read_text()) != params:
-            return False
-        df = pd.read_csv(root / "df.csv", usecols=["path"])
-    except (OSError, ValueError):
-        return False
-    expected = params["n_classes"] * params["images_per_class"]
-    return len(df) == expected and all((root / p).is_file() for p in df["path"].tolist())
+    return finish(root, _META, params, rows)

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import gzip
-import json
 import os
 import struct
 from pathlib import Path
@@ -21,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+
+from .written import finish, reuse
 
 DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -123,9 +124,7 @@ def make_fashion_mnist_dataset(
         raise ValueError(f"max_per_class must be >= 2 or None, got {max_per_class}")
     root = Path(root).expanduser()
     params = {"max_per_class": max_per_class, "splits": list(splits), "seed": seed, "version": 1}
-    if not overwrite and _already_there(root, params):
-        df = pd.read_csv(root / "df.csv")
-        df.attrs["dataset_root"] = str(root)
+    if not overwrite and (df := reuse(root, _META, params)) is not None:
         return df
 
     from tqdm.auto import tqdm
@@ -148,18 +147,4 @@ def make_fashion_mnist_dataset(
             Image.fromarray(images[i], "L").save(root / rel, compress_level=1)
             rows.append({"label": label, "path": rel, "split": split, "is_query": is_val, "is_gallery": is_val,
                          "category": CATEGORIES[label], "class_name": CLASS_NAMES[label]})
-    df = pd.DataFrame(rows)
-    df.to_csv(root / "df.csv", index=False)
-    (root / _META).write_text(json.dumps(params))
-    df.attrs["dataset_root"] = str(root)
-    return df
-
-
-def _already_there(root: Path, params: dict) -> bool:
-    try:
-        if json.loads((root / _META).read_text()) != params:
-            return False
-        df = pd.read_csv(root / "df.csv", usecols=["path"])
-    except (OSError, ValueError):
-        return False
-    return len(df) > 0 and all((root / p).is_file() for p in df["path"].tolist())
+    return finish(root, _META, params, rows)
