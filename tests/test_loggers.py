@@ -117,6 +117,9 @@ def test_mlflow_sqlite_by_default_reads_back(tmp_path):
     assert run.info.status == "FINISHED"
     hist = client.get_metric_history(logger.run_id, "OVERALL/cmc/1")
     assert {m.step: m.value for m in hist} == VALUES
+    logger.log_metrics({"OVERALL/fnmr@fmr/0.1": 0.25}, step=3)  # '@' is not allowed in MLflow names
+    assert client.get_metric_history(logger.run_id, "OVERALL/fnmr_at_fmr/0.1")[0].value == 0.25
+    assert "OVERALL/fnmr@fmr/0.1" in logger.metrics_csv.read_text()  # the CSV keeps the real key
     assert run.data.params == {k: str(v) for k, v in FLAT.items()}
     assert set(TAGS) <= set(run.data.tags)
     figs = [a.path for a in client.list_artifacts(logger.run_id, "figures/worst_queries_map_5")]

@@ -115,7 +115,13 @@ class PipelineLoggerMixin:
         """Log scalars (CSV copy first, then the tracker). Values may be 0-d tensors."""
         floats = {str(k): _to_float(k, v) for k, v in metrics.items()}
         self._csv.write(floats, step)
-        self._guarded("log_metrics", super().log_metrics, floats, step)  # type: ignore[misc]
+        tracked = {self.tracker_key(k): v for k, v in floats.items()}
+        self._guarded("log_metrics", super().log_metrics, tracked, step)  # type: ignore[misc]
+
+    @staticmethod
+    def tracker_key(key: str) -> str:
+        """The name a metric gets in the tracker (the CSV copy keeps ``key`` as it is)."""
+        return key
 
     @rank_zero_only
     def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:

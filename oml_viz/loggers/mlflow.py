@@ -26,6 +26,12 @@ class MLflowPipelineLogger(PipelineLoggerMixin, MLFlowLogger):
     backend = "mlflow"
 
     @staticmethod
+    def tracker_key(key: str) -> str:
+        """MLflow forbids ``@`` in metric names and Lightning would silently drop it
+        (``fnmr@fmr/0.1`` -> ``fnmrfmr/0.1``): spell it ``fnmr_at_fmr/0.1`` instead."""
+        return key.replace("@", "_at_")
+
+    @staticmethod
     def sdk_init() -> Any:
         """The SDK call that receives this logger's extra keyword arguments."""
         return MLFlowLogger.__init__
