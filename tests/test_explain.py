@@ -378,3 +378,34 @@ def test_draw_functions_keep_size_and_show_red_where_the_signal_is():
 def test_top_level_names():
     assert ov.attention_map is attention_map and ov.explain_pair is explain_pair
     assert ov.draw_gradcam is draw_gradcam and ov.gradcam_map is gradcam_map
+
+
+def test_explainers_on_one_model_take_turns_across_threads():
+    # a panel's worker thread and a notebook cell may explain the same model at once: the
+    # second must wait, or it would see the first one's hooks and flags (and restore them wrongly)
+    import threading
+    import time
+
+    from oml_viz.explain.state import preserved_state
+
+    model = nn.Linear(2, 2)
+    inside, overlaps = [], []
+
+    def work():
+        with preserved_state(model):
+            if inside:
+                overlaps.append(True)
+            inside.append(1)
+            model.register_forward_hook(lambda *a: None)
+            time.sleep(0.05)
+            inside.pop()
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not overlaps
+    assert not model._forward_hooks  # every thread's hook was released, none leaked
+    with preserved_state(model), preserved_state(model):  # re-entrant in one thread
+        pass

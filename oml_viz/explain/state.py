@@ -12,6 +12,8 @@ Example:
 """
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,10 +60,33 @@ def capture_state(model: nn.Module) -> ModelState:
     )
 
 
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model: nn.Module) -> threading.RLock:
+    """One re-entrant lock per model: explainers flip flags and add hooks on the model itself,
+    so two threads (a panel's worker and a notebook cell) must not explain it at once."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
 @contextmanager
 def preserved_state(model: nn.Module) -> Iterator[None]:
     """Restore train/eval mode of every module, ``fused_attn`` flags, hook tables (hooks added
-    inside are removed) and parameter ``.grad`` / ``requires_grad`` on exit, even on error."""
+    inside are removed) and parameter ``.grad`` / ``requires_grad`` on exit, even on error.
+
+    Holds the model's :func:`model_lock` throughout, so calls from several threads take turns.
+    """
+    with model_lock(model), _restored(model):
+        yield
+
+
+@contextmanager
+def _restored(model: nn.Module) -> Iterator[None]:
     modules = list(model.modules())
     training = [(m, m.training) for m in modules]
     fused = [(m, m.fused_attn) for m in modules if hasattr(m, "fused_attn")]
