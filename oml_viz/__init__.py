@@ -2,7 +2,7 @@
 
 Layers (lower never import higher)::
 
-    data -> engine -> render / explain -> widgets / loggers -> pipelines
+    data -> engine -> analysis -> render / explain -> widgets / loggers -> pipelines
 
 The top-level names are imported lazily so that ``import oml_viz`` stays cheap
 (no matplotlib, timm or ipywidgets until they are used).
@@ -31,10 +31,21 @@ _LAZY_NAMES = {
     "draw_attention": "oml_viz.explain",
     "draw_gradcam": "oml_viz.explain",
     "explain_pair": "oml_viz.explain",
+    # second round: diagnosis (analysis layer), scale and OML migration
+    "compare": "oml_viz.analysis",
+    "Comparison": "oml_viz.analysis",
+    "find_label_issues": "oml_viz.analysis",
+    "find_duplicates": "oml_viz.analysis",
+    "project": "oml_viz.analysis",
+    "plot_compared_queries": "oml_viz.render",
+    "plot_confusions": "oml_viz.render",
+    "plot_pairs": "oml_viz.render",
+    "retrieve_sharded": "oml_viz.engine",
+    "EmbeddingMetrics": "oml_viz.oml",
 }
 _SUBMODULES = {
-    "data", "datasets", "engine", "models", "explain", "render",
-    "widgets", "loggers", "losses", "pipelines",
+    "data", "datasets", "engine", "analysis", "models", "explain", "render",
+    "widgets", "loggers", "losses", "pipelines", "oml",
 }
 
 __all__ = sorted(_LAZY_NAMES) + sorted(_SUBMODULES)
