@@ -94,9 +94,10 @@ def test_categories_and_worst_queries():
     values = per_q[worst]
     assert np.all(np.diff(values) >= 0)  # worst first
     assert worst.tolist() == sorted(worst.tolist(), key=lambda i: (per_q[i], i))
-    assert set(res.worst_queries("cmc/1", n=10, category="y")) <= {2, 4}
+    assert set(res.worst_queries("cmc/1", n=10, category="y", categories=cats)) <= {2, 4}
     with pytest.raises(ValueError, match="category 'w' has no queries"):
-        res.worst_queries("cmc/1", category="w")
+        res.worst_queries("cmc/1", category="w", categories=cats)
+    assert res.categories is None  # metrics(categories=...) did not change the result
 
 
 def test_inputs_are_never_modified_and_torch_works():

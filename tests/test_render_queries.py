@@ -99,13 +99,36 @@ def test_titles_and_gt_order(res):
     assert dists == sorted(dists) == [1.0, 2.0]
 
 
+def ink_runs(mask_1d):
+    """[(start, end)] of the True runs of a 1-D mask."""
+    edges = np.flatnonzero(np.diff(np.r_[0, mask_1d.astype(np.int8), 0]))
+    return list(zip(edges[::2], edges[1::2]))
+
+
 def test_title_text_is_drawn_above_each_tile(res):
-    disp = QueriesDisplay.from_results(res, item_images(), [0], n_instances=2, n_gt=1).plot()
-    lay, arr = disp.layout_, disp.image_
+    """Each tile's caption is drawn above it: as many text lines as the caption has, centred on
+    the tile, each as wide as its own text at the grid's font (a different caption, other ink)."""
+    from oml_viz.render.text import get_font
+
+    disp = QueriesDisplay.from_results(res, item_images(), [0, 5], n_instances=2, n_gt=1).plot()
+    lay, arr, font = disp.layout_, disp.image_, get_font(11)
+    bands = {}
     for t in disp.tiles_:
         x0, y0, x1, _ = lay.tile_box(t.row, t.col)
-        band = arr[y0 - lay.title_h:y0, x0:x1]
-        assert (band.max(axis=2) < 100).sum() > 30, "no dark text pixels in the title band"
+        left = x0 - lay.pad // 2
+        band = arr[y0 - lay.title_h:y0, left:x1 + lay.pad // 2].max(axis=2) < 128  # dark text pixels
+        lines = t.title.split("\n")
+        rows = ink_runs(band.any(axis=1))
+        assert len(rows) == len(lines), f"{t.title!r}: {len(rows)} text lines drawn"
+        for (ya, yb), line in zip(rows, lines):
+            cols = np.flatnonzero(band[ya:yb].any(axis=0))
+            width = cols[-1] - cols[0] + 1
+            assert abs(width - font.getlength(line)) <= 3, (line, width)
+            assert abs((left + (cols[0] + cols[-1]) / 2) - (x0 + x1) / 2) <= 2, f"{line!r} is not centred"
+        bands[t.title] = band
+    assert len(bands) == len(disp.tiles_), "every tile has its own caption"
+    titles = list(bands)
+    assert not np.array_equal(bands[titles[1]], bands[titles[2]])
 
 
 def test_missing_gt_slots_stay_empty(res):

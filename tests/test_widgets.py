@@ -364,12 +364,30 @@ def test_dashboard_without_models_has_two_tabs(data):
 
 
 def test_close_while_rendering_is_safe(data, vit):
+    """A render asked for just before close neither runs nor writes into the closed widgets, and
+    no exception is raised or swallowed into the status line (see also tests/test_panels_ux.py)."""
+    import threading
+
+    from oml_viz.widgets.slot import worker
+
     df, _ = data
     panel = AttentionPanel(vit, df, item_ids=[0, 1, 2])
+    shown, status = panel.view.png, panel.view.status.value
+    failures = []
+    fail = panel.view._fail
+    panel.view._fail = lambda gen, message: (failures.append(message), fail(gen, message))
+    release = threading.Event()
+    blocker = worker().submit(release.wait, 10)  # the shared worker is busy: the render queues
     panel.item.value = 1
-    panel.close()  # the job may still run; it must not touch closed widgets or raise
-    time.sleep(0.3)
+    pending = list(panel.view._futures)
+    assert pending and panel.view.busy
+    panel.close()
+    release.set()
+    blocker.result(10)
+    assert all(f.cancelled() or f.exception(10) is None for f in pending)
+    assert failures == [], f"swallowed: {failures}"
     assert panel.view.image.comm is None
+    assert panel.view.png == shown and panel.view.status.value == status, "a closed widget was written to"
 
 
 def test_panels_over_plain_arrays_without_categories():
@@ -379,8 +397,10 @@ def test_panels_over_plain_arrays_without_categories():
     emb = np.eye(4, dtype=np.float32)[labels] + rng.normal(0, 0.6, (len(labels), 4)).astype(np.float32)
     res = ov.retrieve(emb, labels, top_n=3)
     metrics = MetricsPanel(res)
-    assert list(metrics.table.index) == ["OVERALL"] and list(metrics.table.columns) == ["cmc/1"]
-    assert metrics.metric.value == "cmc/1"  # k above top_n are dropped, not an error
+    from oml_viz.widgets.items import result_metric_names
+
+    assert list(metrics.table.index) == ["OVERALL"] and list(metrics.table.columns) == result_metric_names(res)
+    assert "cmc/5" not in metrics.table.columns and metrics.metric.value == "map/3"  # k above top_n: dropped
     with pytest.raises(ValueError, match="metric"):
         MetricsPanel(res, metric="map/5")
     wq = WorstQueriesPanel(res, images, n_queries=5, n_instances=3)

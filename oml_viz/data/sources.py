@@ -84,7 +84,7 @@ def _thumb_from_file(path: Path, max_side: int, bbox: BBox | None, bbox_mode: BB
                 bbox = tuple(round(v * f) for v in bbox)  # type: ignore[assignment]
         im.load()
     except FileNotFoundError:
-        return Thumbnail(None, error=f"missing file\n{path.name}", source=str(path))
+        return Thumbnail(None, error=f"missing file\n{os.path.abspath(path)}", source=str(path))
     except _PIL_ERRORS as e:
         return Thumbnail(None, error=f"unreadable image\n{path.name}\n{type(e).__name__}", source=str(path))
     try:
@@ -105,6 +105,8 @@ class ImageSource:
         cache: the thumbnail cache (default: the process-wide one). Files are keyed by path,
             modification time and size, so an edited file is read again.
     """
+
+    warned_unrooted = False  # set once a figure has warned about relative paths without a root
 
     def __init__(
         self,
@@ -166,6 +168,14 @@ class ImageSource:
             raise ValueError(f"bbox {row.tolist()} of item {i} is partly empty or not numeric")
         return tuple(round(v) for v in row)  # type: ignore[return-value]
 
+    def unrooted_folder(self, i: int) -> Path | None:
+        """The folder item ``i``'s relative path was looked up in for want of a ``dataset_root``
+        (the working directory), or None when the item has a root, is absolute or is no path."""
+        raw = self._items[i]
+        if self._root is not None or not isinstance(raw, (str, os.PathLike)):
+            return None
+        return None if Path(raw).expanduser().is_absolute() else Path.cwd()
+
     def describe(self, i: int) -> str:
         item = self.item(i)
         return str(item) if isinstance(item, Path) else f"{type(item).__name__} #{i}"
@@ -184,8 +194,8 @@ class ImageSource:
         if isinstance(item, Path):
             try:
                 st = os.stat(item)
-            except OSError:
-                return Thumbnail(None, error=f"missing file\n{item.name}", source=str(item))
+            except OSError:  # the message names the resolved path: where the file was looked for
+                return Thumbnail(None, error=f"missing file\n{os.path.abspath(item)}", source=str(item))
             key = ("file", str(item), st.st_mtime_ns, st.st_size, bbox, max_side, bbox_mode)
             return self.cache.get_or_make(key, lambda: _thumb_from_file(item, max_side, bbox, bbox_mode))
         try:

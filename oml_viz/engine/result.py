@@ -94,7 +94,7 @@ class RetrievalResult:
         """Item ids of the n queries with the lowest ``metric``, worst first, ties by id.
 
         Queries without ground truth are never among them. ``category`` keeps the queries of one
-        category (``categories`` per item, or those given to ``retrieve``/``metrics`` before).
+        category (``categories`` per item, else those given to ``retrieve``).
         """
         values = self.per_query(metric)
         keep = ~np.isnan(values)
@@ -141,7 +141,8 @@ class RetrievalResult:
     ) -> pd.DataFrame:
         """Metrics table: index ``OVERALL`` then each category (sorted); flat log key ``index/column``.
 
-        ``categories`` (one per item) are remembered for :meth:`worst_queries`. Queries without
+        ``categories`` (one per item) are used for this table only (default: those given to
+        ``retrieve``); the result is never changed. Queries without
         ground truth are left out of every mean, with one warning giving their count.
         """
         for name, ks in (("cmc_top_k", cmc_top_k), ("precision_top_k", precision_top_k), ("map_top_k", map_top_k)):
@@ -154,9 +155,8 @@ class RetrievalResult:
                 if not isinstance(v, (int, float, np.floating, np.integer)) or not (0 < v < 1 or (upper_ok and v == 1)):
                     bound = "(0, 1]" if upper_ok else "(0, 1)"
                     raise ValueError(f"{name} values must lie in {bound}; got {v!r}")
-        if categories is not None:
-            self.categories = _length("categories", categories, self.n_items).copy()
-        cats = self.categories
+        # a value: categories given here are used for this table only, never stored on the result
+        cats = self.categories if categories is None else _length("categories", categories, self.n_items)
         groups, names = self._query_groups(cats)
 
         missing = int((self.n_gt == 0).sum())

@@ -19,7 +19,8 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Sequence
+import warnings
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,9 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.image import FigureImage
 from PIL import Image
 
+from oml_viz.compat.matplotlib import PixelImage as _PixelImage
 from oml_viz.data.cache import ThumbnailCache
 from oml_viz.data.sources import BBOX_MODES, BBoxMode, ImageSource
 
@@ -42,10 +43,13 @@ from .colors import (
     RELEVANT_COLOR,
 )
 from .layout import GridLayout
-from .text import draw_lines
+from .text import draw_lines, get_font, wrap_line
 from .tiles import framed_tile, inner_side, placeholder_tile
 
-_FONT_PX = 11  # 2 lines fit the 30 px title band
+_FONT_PX = 11  # 2 lines fit the 30 px title band; more lines make the band taller
+_LINE_STEP = 15  # DejaVu Sans 11 px: 13 px line + 2 px gap
+_SHORT_LABEL = 12  # labels this long or shorter are in the captions by default
+_MAX_ERROR_LINES = 6
 
 
 @dataclass(frozen=True)
@@ -71,7 +75,7 @@ class Tile:
     col: int
     item_id: int
     role: str  # "query" | "relevant" | "not_relevant" | "gt"
-    title: str
+    title: str  # the caption's lines joined by "\n", each drawn whole (never cut)
     error: str | None = None
 
 
@@ -111,6 +115,43 @@ def _rows_from_result(
     return rows
 
 
+def _caption_labels(
+    res: Any,
+    images: Any,
+    rows: Sequence[QueryRow],
+    show_labels: bool | None,
+    label_names: Mapping[Hashable, Any] | str | Sequence[Any] | None,
+) -> dict[int, str] | None:
+    """``{item id: caption text}`` for the items the rows show, or None when labels stay out."""
+    if show_labels is False:
+        return None
+    ids = sorted({int(i) for row in rows for i in (row.query_id, *row.result_ids, *row.gt_ids)})
+    n_items = len(res.labels)
+    if label_names is None:
+        texts = {i: f"label {res.labels[i]}" for i in ids}
+        short = all(len(str(res.labels[i])) <= _SHORT_LABEL for i in ids)
+    else:
+        if isinstance(label_names, str):
+            if not isinstance(images, pd.DataFrame) or label_names not in images.columns:
+                have = list(images.columns) if isinstance(images, pd.DataFrame) else "no dataframe was given"
+                raise ValueError(f"label_names: {label_names!r} is not a column of images ({have})")
+            names = images[label_names].to_numpy(dtype=object)
+            texts = {i: str(names[i]) for i in ids}
+        elif isinstance(label_names, Mapping):
+            texts = {i: str(label_names.get(res.labels[i], res.labels[i])) for i in ids}
+        elif isinstance(label_names, Sequence) or isinstance(label_names, (np.ndarray, pd.Series)):
+            names = np.asarray(label_names, dtype=object)
+            if names.ndim != 1 or len(names) != n_items:
+                raise ValueError(f"label_names: {len(names)} names for {n_items} items (one per item, "
+                                 "a {label: name} mapping or a dataframe column name)")
+            texts = {i: str(names[i]) for i in ids}
+        else:
+            raise TypeError("label_names must be a {label: name} mapping, a dataframe column name or one name "
+                            f"per item, got {type(label_names).__name__}")
+        short = all(len(t) <= _SHORT_LABEL for t in texts.values())
+    return texts if show_labels or short else None
+
+
 class QueriesDisplay:
     """A grid of queries with their results and ground truths (scikit-learn Display style).
 
@@ -126,6 +167,10 @@ class QueriesDisplay:
             image with the box drawn, ``"ignore"`` shows the whole image.
         tile_size: tile side in pixels (at ``dpi``).
         title: a header line above the grid (None for none).
+        labels: ``{item id: caption text}`` (e.g. ``"label 3"`` or a class name) added to the
+            tiles' captions; None for none.
+
+    Captions are wrapped, never cut: the band above the tiles grows by a line when needed.
     """
 
     def __init__(
@@ -138,6 +183,7 @@ class QueriesDisplay:
         bbox_mode: BBoxMode = "crop",
         tile_size: int = 128,
         title: str | None = None,
+        labels: Mapping[int, str] | None = None,
     ):
         if bbox_mode not in BBOX_MODES:
             raise ValueError(f"bbox_mode must be one of {BBOX_MODES}, got {bbox_mode!r}")
@@ -150,6 +196,7 @@ class QueriesDisplay:
         self.bbox_mode = bbox_mode
         self.tile_size = int(tile_size)
         self.title = title
+        self.labels = None if labels is None else {int(k): str(v) for k, v in labels.items()}
 
     @classmethod
     def from_results(
@@ -169,6 +216,8 @@ class QueriesDisplay:
         tile_size: int = 128,
         cache: ThumbnailCache | None = None,
         title: str | None = None,
+        show_labels: bool | None = None,
+        label_names: Mapping[Hashable, Any] | str | Sequence[Any] | None = None,
     ) -> QueriesDisplay:
         """Collect the rows to show from a :class:`oml_viz.RetrievalResult`.
 
@@ -182,11 +231,17 @@ class QueriesDisplay:
                 else the dataframe's ``category`` column.
             n_instances: results per row (at most the result's top_n).
             n_gt: ground truths per row, nearest first (0 for none).
+            show_labels: add each item's label to its caption; None (default) = when every shown
+                label is short (at most 12 characters).
+            label_names: what a label is called: a ``{label: name}`` mapping (e.g. class names),
+                the name of a dataframe column holding each item's name, or N names (one per item).
         """
         for name, v in (("n_instances", n_instances), ("n_gt", n_gt), ("n_queries", n_queries)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-        source = ImageSource(images, dataset_root, cache=cache)
+        if show_labels is not None and not isinstance(show_labels, bool):
+            raise TypeError(f"show_labels must be True, False or None, got {show_labels!r}")
+        source = images if isinstance(images, ImageSource) else ImageSource(images, dataset_root, cache=cache)
         n_items = len(res.labels)
         if len(source) != n_items:
             raise ValueError(f"images holds {len(source)} items but the result was computed on {n_items}")
@@ -204,28 +259,47 @@ class QueriesDisplay:
             if query_ids.dtype.kind not in "iu":
                 raise ValueError(f"query_ids must be integer item ids, got dtype {query_ids.dtype}")
         rows = _rows_from_result(res, list(query_ids), int(n_instances), int(n_gt), metric)
+        labels = _caption_labels(res, images, rows, show_labels, label_names)
         return cls(rows, source, n_instances=n_instances, n_gt=n_gt, bbox_mode=bbox_mode,
-                   tile_size=tile_size, title=title)
+                   tile_size=tile_size, title=title, labels=labels)
 
     # ------------------------------------------------------------------ drawing
-    def _layout(self) -> GridLayout:
+    def _layout(self, cells: list[tuple[int, int, int, str, str]] | None = None) -> GridLayout:
+        cells = self._cells() if cells is None else cells
+        n_lines = max([c[4].count("\n") + 1 for c in cells] or [2])
         return GridLayout(n_rows=max(1, len(self.rows)), n_instances=self.n_instances, n_gt=self.n_gt,
-                          tile=self.tile_size, header_h=26 if self.title else 0)
+                          tile=self.tile_size, header_h=26 if self.title else 0,
+                          title_h=max(30, n_lines * _LINE_STEP + 3))
+
+    def _caption(self, facts: list[str | None]) -> str:
+        """The facts packed into as few lines as fit above a tile (each fact kept whole)."""
+        font, width = get_font(_FONT_PX), self.tile_size + GridLayout.pad - 2
+        lines: list[str] = []
+        for fact in facts:
+            if fact is None:
+                continue
+            joined = f"{lines[-1]}  {fact}" if lines else fact
+            if lines and font.getlength(joined) <= width:
+                lines[-1] = joined
+            else:
+                lines.append(fact)
+        return "\n".join(lines)
 
     def _cells(self) -> list[tuple[int, int, int, str, str]]:
-        """(row, col, item_id, role, title) of every tile to draw."""
+        """(row, col, item_id, role, caption) of every tile to draw."""
+        label = (lambda i: None) if self.labels is None else (lambda i: self.labels.get(int(i)))  # type: ignore[union-attr]
         cells = []
         for r, row in enumerate(self.rows):
-            head = f"query id {row.query_id}\nn_gt={row.n_gt}"
-            if row.metric is not None and row.metric_value is not None:
-                head += f"  {row.metric}={row.metric_value:.2f}"
-            cells.append((r, 0, row.query_id, "query", head))
+            score = (f"{row.metric}={row.metric_value:.2f}"
+                     if row.metric is not None and row.metric_value is not None else None)
+            cells.append((r, 0, row.query_id, "query",
+                          self._caption([f"query id {row.query_id}", label(row.query_id), f"n_gt={row.n_gt}", score])))
             for i, (gid, d, rel) in enumerate(zip(row.result_ids, row.result_distances, row.result_relevant)):
                 cells.append((r, 1 + i, int(gid), "relevant" if rel else "not_relevant",
-                              f"#{i + 1}  id {int(gid)}\n{_fmt_distance(float(d))}"))
+                              self._caption([f"#{i + 1}", f"id {int(gid)}", label(gid), _fmt_distance(float(d))])))
             for j, (gid, d) in enumerate(zip(row.gt_ids, row.gt_distances)):
                 cells.append((r, 1 + self.n_instances + j, int(gid), "gt",
-                              f"GT  id {int(gid)}\n{_fmt_distance(float(d))}"))
+                              self._caption(["GT", f"id {int(gid)}", label(gid), _fmt_distance(float(d))])))
         return cells
 
     def render_mosaic(self) -> tuple[np.ndarray, GridLayout, list[Tile]]:
@@ -235,13 +309,14 @@ class QueriesDisplay:
 
     def _render_rgba(self) -> tuple[np.ndarray, GridLayout, list[Tile]]:
         # RGBA from the start: matplotlib draws RGBA uint8 without a per-pixel conversion
-        layout = self._layout()
+        cells = self._cells()
+        layout = self._layout(cells)
         mosaic = np.full((layout.height, layout.width, 4), 255, dtype=np.uint8)
         colors = {"query": QUERY_COLOR, "relevant": RELEVANT_COLOR, "not_relevant": NOT_RELEVANT_COLOR,
                   "gt": GT_COLOR}
         side = inner_side(layout.tile, layout.frame)
         tiles = []
-        for r, c, item, role, text in self._cells():
+        for r, c, item, role, text in cells:
             th = self.source.thumbnail(item, side, self.bbox_mode)
             x0, y0, x1, y1 = layout.tile_box(r, c)
             if th.array is None:
@@ -249,8 +324,22 @@ class QueriesDisplay:
             else:
                 framed_tile(th.array, layout.tile, layout.frame, colors[role], th.bbox, out=mosaic[y0:y1, x0:x1, :3])
             tiles.append(Tile(r, c, item, role, text, th.error))
+        self._warn_unrooted(tiles)
         self._draw_text(mosaic, layout, tiles)
         return mosaic, layout, tiles
+
+    def _warn_unrooted(self, tiles: list[Tile]) -> None:
+        """One warning per image source: files not found because relative paths had no root."""
+        missing = sorted({t.item_id for t in tiles if t.error is not None and t.error.startswith("missing file")
+                          and self.source.unrooted_folder(t.item_id) is not None})
+        if missing and not getattr(self.source, "warned_unrooted", False):
+            self.source.warned_unrooted = True
+            warnings.warn(
+                f"images: {len(missing)} of the {len({t.item_id for t in tiles})} images shown were not found: "
+                f"their paths are relative and no dataset_root was given, so they were looked up in "
+                f"{self.source.unrooted_folder(missing[0])} (e.g. item {missing[0]}: "
+                f"{self.source.item(missing[0])}); pass dataset_root=<folder the paths are relative to>",
+                UserWarning, stacklevel=4)
 
     def _draw_text(self, mosaic: np.ndarray, layout: GridLayout, tiles: list[Tile]) -> None:
         width = layout.tile + layout.pad
@@ -258,8 +347,12 @@ class QueriesDisplay:
             x0, y0, x1, y1 = layout.tile_box(t.row, t.col)
             draw_lines(mosaic, t.title.split("\n"), (x0 + x1) / 2, y0 - 3, _FONT_PX, max_width=width)
             if t.error is not None:
-                draw_lines(mosaic, t.error.split("\n"), (x0 + x1) / 2, (y0 + y1) / 2, _FONT_PX - 1,
-                           PLACEHOLDER_TEXT, max_width=layout.tile - 2 * layout.frame - 4, anchor_bottom=False)
+                inner = layout.tile - 2 * layout.frame - 4
+                lines = [part for line in t.error.split("\n") for part in wrap_line(line, get_font(_FONT_PX - 1), inner)]
+                if len(lines) > _MAX_ERROR_LINES:  # keep the head and the end (a path's file name)
+                    lines = [*lines[:_MAX_ERROR_LINES - 2], lines[_MAX_ERROR_LINES - 2] + "…", lines[-1]]
+                draw_lines(mosaic, lines, (x0 + x1) / 2, (y0 + y1) / 2, _FONT_PX - 1,
+                           PLACEHOLDER_TEXT, max_width=inner, anchor_bottom=False)
         if self.title:
             draw_lines(mosaic, [self.title], layout.pad, layout.header_h / 2 + 2, _FONT_PX + 2, bold=True,
                        align="left", anchor_bottom=False, max_width=layout.width - 2 * layout.pad)
@@ -291,30 +384,6 @@ class QueriesDisplay:
         return self
 
 
-class _PixelImage(FigureImage):
-    """A figure image drawn pixel for pixel at the figure's own dpi, skipping the resampling.
-
-    matplotlib resamples even at scale 1 (about 0.2 s for a 10 x 8 grid on 2 cores); at any other
-    output size (savefig(dpi=...), PDF, SVG) the grid is scaled to fill the figure.
-    """
-
-    def __init__(self, fig: Figure, rgba: np.ndarray):
-        super().__init__(fig, origin="upper")
-        self.set_data(rgba)
-        self._bottom_up = np.ascontiguousarray(rgba[::-1])  # the renderer's row order
-
-    def make_image(self, renderer, magnification=1.0, unsampled=False):
-        fig = self.get_figure(root=True)
-        w, h = fig.get_size_inches() * renderer.dpi * magnification
-        size = (max(1, round(w)), max(1, round(h)))
-        if size == (self._bottom_up.shape[1], self._bottom_up.shape[0]):
-            return self._bottom_up, 0, 0, None
-        # savefig(dpi=...) or a vector backend: scale the whole grid to the output's pixels
-        # (matplotlib's own figimage keeps pixel size and crops instead)
-        resized = Image.fromarray(self._bottom_up, "RGBA").resize(size, Image.Resampling.LANCZOS)
-        return np.array(resized), 0, 0, None
-
-
 def plot_queries(
     res: Any,
     images: Sequence[Any] | pd.DataFrame,
@@ -326,7 +395,9 @@ def plot_queries(
     """A figure of the given queries (item ids), one row each: query | results | ground truths.
 
     Extra keyword arguments go to :meth:`QueriesDisplay.from_results` (``bbox_mode``,
-    ``dataset_root``, ``tile_size``, ``title``, ``cache``) or to ``plot`` (``ax``, ``dpi``).
+    ``dataset_root``, ``tile_size``, ``title``, ``cache``, ``show_labels``, ``label_names``) or
+    to ``plot`` (``ax``, ``dpi``). Each caption shows the item's label when labels are short
+    (``show_labels=True/False`` to choose); ``label_names={0: "T-shirt", ...}`` names them.
     """
     ax, dpi = kwargs.pop("ax", None), kwargs.pop("dpi", 100)
     disp = QueriesDisplay.from_results(res, images, query_ids, n_instances=n_instances, n_gt=n_gt, **kwargs)

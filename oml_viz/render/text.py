@@ -39,6 +39,27 @@ def fit_line(text: str, font, max_width: float) -> str:
     return "…"
 
 
+def wrap_line(text: str, font, max_width: float) -> list[str]:
+    """``text`` broken into lines of at most ``max_width`` pixels, after a ``/`` where one fits
+    (paths break at folders), else between characters; nothing is dropped.
+
+    >>> wrap_line("/data/images/0001.png", get_font(11), 60)
+    ['/data/', 'images/', '0001.png']
+    """
+    lines: list[str] = []
+    rest = text
+    while rest and font.getlength(rest) > max_width:
+        cut = 1
+        while cut < len(rest) and font.getlength(rest[:cut + 1]) <= max_width:
+            cut += 1
+        slash = rest.rfind("/", 0, cut)
+        if 0 < slash < cut - 1:
+            cut = slash + 1
+        lines.append(rest[:cut])
+        rest = rest[cut:]
+    return [*lines, rest] if rest or not lines else lines
+
+
 @lru_cache(maxsize=8192)
 def text_mask(line: str, size_px: int, bold: bool = False, max_width: int | None = None) -> np.ndarray:
     """(line height, width) uint8 alpha mask of one line of text, shortened to ``max_width``."""

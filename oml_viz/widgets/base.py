@@ -60,12 +60,6 @@ def valid_ks(values: Sequence[int], top_n: int) -> tuple[int, ...]:
     return tuple(sorted({int(k) for k in values if 1 <= int(k) <= top_n}))
 
 
-def metric_options(top_n: int) -> list[str]:
-    """Per-query metric names a view can rank queries by, for k up to ``top_n``."""
-    ks = valid_ks((1, 3, 5, 10, top_n), top_n)
-    return [f"{kind}/{k}" for kind in ("map", "precision", "cmc") for k in ks]
-
-
 def default_metric(top_n: int, metric: str | None = None) -> str:
     """``metric``, or when None ``"map/5"`` (``map/top_n`` for a result with fewer columns)."""
     return metric if metric is not None else f"map/{min(5, int(top_n))}"

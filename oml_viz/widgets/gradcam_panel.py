@@ -45,6 +45,15 @@ def target_layer_names(model: nn.Module, limit: int = 8) -> list[str]:
     return [n for n in dict.fromkeys(names) if n in known][:limit]
 
 
+def button_width(labels: Sequence[str], font_px: int = 13, padding: int = 32) -> str:
+    """A CSS width that shows the longest of ``labels`` whole on a button (JupyterLab's 13 px UI
+    font, measured with DejaVu Sans, which is wider than most UI fonts, plus the button padding)."""
+    from oml_viz.render.text import get_font
+
+    font = get_font(font_px)
+    return f"{int(np.ceil(max(font.getlength(str(t)) for t in labels))) + padding}px"
+
+
 class GradCAMPanel(Panel):
     """Grad-CAM maps of a timm model (CNN or ViT) or an ``oml_viz.models`` extractor.
 
@@ -92,8 +101,9 @@ class GradCAMPanel(Panel):
         self.method.add_class("ov-cam-method")
         self.layer = w.Dropdown(options=layer_names, description="layer", layout=w.Layout(width="260px"))
         self.layer.add_class("ov-cam-layer")
-        self.target = w.ToggleButtons(options=[("own embedding", OWN), ("gallery item", GALLERY)], value=OWN,
-                                      description="target", style={"button_width": "120px"})
+        targets = [("own embedding", OWN), ("gallery item", GALLERY)]
+        self.target = w.ToggleButtons(options=targets, value=OWN, description="target",
+                                      style={"button_width": button_width([t for t, _ in targets])})
         self.target.add_class("ov-cam-target")
         self.gallery = w.Dropdown(options=self._gallery_options(ids[0]), description="gallery", disabled=True,
                                   layout=w.Layout(width="300px"))

@@ -48,6 +48,50 @@ class Items:
         return f"item {int(item)}{label}"
 
 
+RESULT_KS = (1, 3, 5, 10)  # with top_n: the k every panel shows a result's metrics at
+DEFAULT_FMR_VALS = (0.1,)
+
+
+def result_metric_args(res: Any, fmr_vals: Sequence[float] = DEFAULT_FMR_VALS,
+                       pcf_variance: Sequence[float] = ()) -> dict[str, tuple]:
+    """The metrics of this result, for every panel: ``res.metrics`` arguments with cmc, precision
+    and map at k in 1, 3, 5, 10 and ``top_n`` (those up to ``top_n``), plus ``fnmr@fmr`` / ``pcf``.
+
+    Example:
+        >>> import oml_viz as ov
+        >>> res = ov.retrieve([[0.0], [1.0], [5.0], [6.0]], [0, 0, 1, 1], top_n=3, device="cpu")
+        >>> result_metric_args(res)["map_top_k"], result_metric_args(res)["fmr_vals"]
+        ((1, 3), (0.1,))
+    """
+    from .base import valid_ks
+
+    top_n = int(res.retrieved_ids.shape[1])
+    ks = valid_ks((*RESULT_KS, top_n), top_n)
+    return {"cmc_top_k": ks, "precision_top_k": ks, "map_top_k": ks, "fmr_vals": tuple(fmr_vals),
+            "pcf_variance": tuple(pcf_variance)}
+
+
+def result_metric_names(res: Any, fmr_vals: Sequence[float] = DEFAULT_FMR_VALS,
+                        pcf_variance: Sequence[float] = (), per_query_only: bool = False) -> list[str]:
+    """The columns ``res.metrics(**result_metric_args(res, ...))`` has, in its order; with
+    ``per_query_only`` those a query can be ranked by (``cmc``, ``precision``, ``map``).
+
+    Example:
+        >>> import oml_viz as ov
+        >>> res = ov.retrieve([[0.0], [1.0], [5.0], [6.0]], [0, 0, 1, 1], top_n=1, device="cpu")
+        >>> result_metric_names(res)
+        ['cmc/1', 'precision/1', 'map/1', 'fnmr@fmr/0.1']
+        >>> result_metric_names(res, per_query_only=True)
+        ['cmc/1', 'precision/1', 'map/1']
+    """
+    args = result_metric_args(res, fmr_vals, pcf_variance)
+    names = [f"{kind}/{k}" for kind in ("cmc", "precision", "map") for k in args[f"{kind}_top_k"]]
+    if not per_query_only:
+        names += [f"fnmr@fmr/{float(v)}" for v in args["fmr_vals"]]
+        names += [f"pcf/{float(v)}" for v in args["pcf_variance"]]
+    return names
+
+
 def offer(dropdown: Any, items: Items, item: int) -> None:
     """Add ``item`` to a picker's options when it is not there yet (the value is left to the caller)."""
     if item not in [v for _, v in dropdown.options]:

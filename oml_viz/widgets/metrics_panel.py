@@ -17,6 +17,7 @@ import pandas as pd
 from ..render import metrics_figure
 from .base import Panel, default_metric, item_categories
 from .base import valid_ks as _ks
+from .items import DEFAULT_FMR_VALS, result_metric_args
 from .png import figure_to_png
 from .tables import metrics_table_html
 
@@ -30,8 +31,9 @@ class MetricsPanel(Panel):
         images: optional OML dataframe whose ``category`` column is used when neither is given.
         metric: the metric selected first (default ``"map/5"``, else the first column).
         precision_top_k, map_top_k, cmc_top_k: k values of the table (k above ``res.top_n`` are
-            dropped); the curve uses every k from 1 to ``top_n``.
-        fmr_vals, pcf_variance: extra columns, as in ``res.metrics``.
+            dropped); None (default): the result's metrics, as every panel offers them
+            (:func:`oml_viz.widgets.items.result_metric_args`). The curve uses every k up to ``top_n``.
+        fmr_vals, pcf_variance: extra columns, as in ``res.metrics`` (default ``fnmr@fmr/0.1``).
 
     The table is computed once, here; the selector only redraws.
     """
@@ -39,14 +41,19 @@ class MetricsPanel(Panel):
     css_class = "ov-metrics"
 
     def __init__(self, res: Any, categories: Sequence[Hashable] | None = None, *, images: Any = None,
-                 metric: str | None = None, cmc_top_k: Sequence[int] = (1, 5), precision_top_k: Sequence[int] = (5,),
-                 map_top_k: Sequence[int] = (5,), fmr_vals: Sequence[float] = (), pcf_variance: Sequence[float] = (),
+                 metric: str | None = None, cmc_top_k: Sequence[int] | None = None,
+                 precision_top_k: Sequence[int] | None = None, map_top_k: Sequence[int] | None = None,
+                 fmr_vals: Sequence[float] = DEFAULT_FMR_VALS, pcf_variance: Sequence[float] = (),
                  background: bool = True):
         super().__init__(background=background)
         self.res = res
         top_n = int(res.retrieved_ids.shape[1])
         cats = item_categories(images, res, categories)
         curve = tuple(range(1, top_n + 1))
+        own = result_metric_args(res, fmr_vals, pcf_variance)
+        cmc_top_k = own["cmc_top_k"] if cmc_top_k is None else cmc_top_k
+        precision_top_k = own["precision_top_k"] if precision_top_k is None else precision_top_k
+        map_top_k = own["map_top_k"] if map_top_k is None else map_top_k
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the no-ground-truth warning is shown in the panel instead
             full = res.metrics(cmc_top_k=_ks((*cmc_top_k, *curve), top_n), precision_top_k=_ks(precision_top_k, top_n),

@@ -63,7 +63,7 @@ class ImageSlot:
         self.image = w.Image(format="png", value=b"", layout=w.Layout(max_width="100%", align_self="flex-start"))
         self.image.add_class(css)
         self.progress = w.FloatProgress(value=0.0, min=0.0, max=1.0, description="rendering",
-                                        layout=w.Layout(visibility="hidden", width="320px"))
+                                        layout=w.Layout(display="none", width="320px"))
         self.progress.add_class("ov-progress")
         self.status = w.HTML(value="")
         self.status.add_class("ov-status")
@@ -95,7 +95,7 @@ class ImageSlot:
             return
         self.progress.value = 0.1
         self.progress.bar_style = "info"
-        self.progress.layout.visibility = "visible"
+        self.progress.layout.display = None  # shown; hidden it takes no room (display, not visibility)
         fut = worker().submit(self._run, gen, key, make)
         self._track(fut)
         if not self.background:
@@ -155,7 +155,7 @@ class ImageSlot:
             self.image.value = png
             self.status.value = f"<span style='color:#666'>{html.escape(note)}</span>" if note else ""
             self.progress.value = 1.0
-            self.progress.layout.visibility = "hidden"
+            self.progress.layout.display = "none"
 
     def _fail(self, gen: int, message: str) -> None:
         with self._lock:

@@ -20,8 +20,8 @@ import numpy as np
 
 from oml_viz.render import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR, QueriesDisplay
 
-from .base import Panel, default_metric, item_categories, metric_options
-from .items import Items
+from .base import Panel, default_metric, item_categories
+from .items import Items, result_metric_names
 from .png import captioned_strip, rgb_to_png
 
 _ALL = "(all)"
@@ -61,7 +61,7 @@ class WorstQueriesPanel(Panel):
             raise ValueError(f"n_instances={n_instances} is above the result's top_n={top_n}: "
                              f"call retrieve(..., top_n={n_instances})")
         metric = default_metric(top_n, metric)
-        options = metric_options(top_n)
+        options = result_metric_names(res, per_query_only=True)  # as the metrics panel's
         if metric not in options:
             res.per_query(metric)  # raises a clear error for an unknown metric or a k above top_n
             options = [metric, *options]
