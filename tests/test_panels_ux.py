@@ -156,3 +156,24 @@ def test_panels_and_metrics_leave_the_result_unchanged(data):
     assert list(with_cats.metrics(categories=other).index) == ["OVERALL", "a", "b"]
     assert list(with_cats.categories) == list(cats), "the categories given to retrieve stay"
     assert list(with_cats.metrics().index) == ["OVERALL", "high", "low"]
+
+
+def test_worst_queries_panel_warns_once_about_relative_paths(data, tmp_path, monkeypatch):
+    import warnings
+
+    import pandas as pd
+
+    res, _, _ = data
+    monkeypatch.chdir(tmp_path)
+    df = pd.DataFrame({"path": [f"img/{i}.png" for i in range(len(res.labels))], "label": res.labels})
+    with pytest.warns(UserWarning, match=rf"looked up in {tmp_path}"):
+        panel = WorstQueriesPanel(res, df, n_queries=2, n_instances=3, label_names={0: "zero"},
+                                  background=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        panel.next_page()
+        panel.wait()
+    assert panel.grid.error is None and panel.page == 1
+    panel.close()
+    with pytest.raises(ValueError, match="label_names"):
+        WorstQueriesPanel(res, df, label_names="no such column")

@@ -43,6 +43,8 @@ class WorstQueriesPanel(Panel):
         n_gt: nearest ground truths per query.
         explain_method: ``explain_pair``'s method (``"auto"``: token matching for ViTs, else Grad-CAM).
         tile_size: grid tile side in pixels.
+        show_labels, label_names: labels in the tile captions, as in
+            :meth:`oml_viz.render.QueriesDisplay.from_results` (on when labels are short).
         background: False makes every render finish before a call returns (scripts, tests).
     """
 
@@ -51,7 +53,7 @@ class WorstQueriesPanel(Panel):
     def __init__(self, res: Any, images: Any, *, model: Any = None, categories: Sequence[Hashable] | None = None,
                  dataset_root: str | os.PathLike | None = None, metric: str | None = None, n_queries: int = 5,
                  n_instances: int = 5, n_gt: int = 2, explain_method: str = "auto", tile_size: int = 112,
-                 background: bool = True):
+                 show_labels: bool | None = None, label_names: Any = None, background: bool = True):
         super().__init__(background=background)
         top_n = int(res.retrieved_ids.shape[1])
         for name, v, lo in (("n_queries", n_queries, 1), ("n_instances", n_instances, 1), ("n_gt", n_gt, 0)):
@@ -70,6 +72,11 @@ class WorstQueriesPanel(Panel):
         self.categories = item_categories(images, res, categories)
         self.n_queries, self.n_gt, self.tile_size = int(n_queries), int(n_gt), int(tile_size)
         self.explain_method = explain_method
+        if isinstance(label_names, str):  # a dataframe column: per item, read once
+            if not hasattr(images, "columns") or label_names not in images.columns:
+                raise ValueError(f"label_names: {label_names!r} is not a column of the images dataframe")
+            label_names = images[label_names].to_numpy(dtype=object)
+        self.show_labels, self.label_names = show_labels, label_names
         self.page = 0
         self.selected: tuple[int, int] | None = None  # (query id, rank from 1)
         self._orders: dict[tuple, np.ndarray] = {}
@@ -235,11 +242,13 @@ class WorstQueriesPanel(Panel):
         metric, cat, n_inst = self.metric.value, self.category_value, self.n_instances.value
         title = f"worst queries by {metric}" + (f", category {cat}" if cat is not None else "") + \
                 f" - page {page + 1}/{self.n_pages}"
-        res, images, root, n_gt, tile = self.res, self.items.images, self.items.dataset_root, self.n_gt, self.tile_size
+        # the panel's one image source: a missing-files warning comes once per panel, not per page
+        res, source, n_gt, tile = self.res, self.items.source, self.n_gt, self.tile_size
+        labels = dict(show_labels=self.show_labels, label_names=self.label_names)
 
         def make() -> bytes:
-            disp = QueriesDisplay.from_results(res, images, list(ids), metric=metric, n_instances=n_inst,
-                                               n_gt=n_gt, dataset_root=root, tile_size=tile, title=title)
+            disp = QueriesDisplay.from_results(res, source, list(ids), metric=metric, n_instances=n_inst,
+                                               n_gt=n_gt, tile_size=tile, title=title, **labels)
             return rgb_to_png(disp.render_mosaic()[0])
 
         return ("grid", metric, self.category.value, page, n_inst), make
