@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import confusions as C
 from . import metrics as M
 from .fnmr import fnmr_at_fmr
 from .search import exact_distances
@@ -121,7 +122,9 @@ class RetrievalResult:
             & (codes == codes[query_id])
             & (self._seq_codes != self._seq_codes[query_id])
         )
-        assert len(candidates) == self.n_gt[row]
+        if len(candidates) != self.n_gt[row]:  # an invariant of retrieve(), not an input check
+            raise RuntimeError(f"gt_ids: {len(candidates)} relevant items for query {query_id}, but n_gt says "
+                               f"{self.n_gt[row]}; the result was changed after retrieve()")
         query = self._vectors[int(query_id)].unsqueeze(0)
         dist = exact_distances(query, self._vectors[torch.as_tensor(candidates)].unsqueeze(0), self.distance)
         dist = dist[0].numpy().astype(np.float32)
@@ -185,6 +188,16 @@ class RetrievalResult:
             for i, v in enumerate(pcf_variance):
                 columns[f"pcf/{float(v)}"] = np.array([row[i] for row in per_group])
         return pd.DataFrame(columns, index=pd.Index([OVERALL, *names], dtype=object))
+
+    # ---------------------------------------------------------------- confusions
+    def confusions(self, k: int = 5, categories: Sequence[Hashable] | None = None) -> pd.DataFrame:
+        """Confused label pairs within the first k results: ``query_label, retrieved_label, count,
+        queries, share``, count desc, ties by labels (see :mod:`oml_viz.engine.confusions`)."""
+        return C.confusion_table(self, k, categories)
+
+    def confused_queries(self, a: Hashable, b: Hashable, k: int = 5) -> np.ndarray:
+        """Item ids of the label-``a`` queries with a label-``b`` result in their first k, worst first."""
+        return C.confused_queries(self, a, b, k)
 
     # ---------------------------------------------------------------- helpers
     def _check_k(self, what: str, k: int) -> None:

@@ -55,6 +55,9 @@ def _length(name: str, values: Any, n: int) -> np.ndarray:
             array[:] = values
         else:
             array = np.asarray(values)
+            if array.dtype.kind in "US" and not all(isinstance(v, (str, bytes)) for v in values):
+                array = np.empty(len(values), dtype=object)  # mixed types (1, "a") stay as given
+                array[:] = values
     if array.ndim != 1:
         raise ValueError(f"{name} must be 1-D with one value per embedding; got shape {array.shape}")
     if len(array) != n:
