@@ -7,5 +7,7 @@ Example:
 """
 from .result import OVERALL, RetrievalResult
 from .retrieval import retrieve
+from .sharded import ShardedRetrievalResult, retrieve_sharded
+from .evaluate import evaluate
 
-__all__ = ["OVERALL", "RetrievalResult", "retrieve"]
+__all__ = ["OVERALL", "RetrievalResult", "ShardedRetrievalResult", "evaluate", "retrieve", "retrieve_sharded"]
