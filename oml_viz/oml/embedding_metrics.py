@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from oml_viz.engine.result import OVERALL
+
 __all__ = ["EmbeddingMetrics"]
 
-OVERALL = "OVERALL"
 N_ROWS = 5  # OML's LOG_TOPK_ROWS_PER_METRIC
 N_INSTANCES = 5  # OML's LOG_TOPK_IMAGES_PER_ROW
 N_GT = 2  # OML's N_GT_SHOW_EMBEDDING_METRICS
@@ -140,8 +141,11 @@ class EmbeddingMetrics:
             raise ValueError(f"embeddings must be 2-D (batch, dim), got shape {emb.shape}")
         if len(idx) != len(emb):
             raise ValueError(f"indices has {len(idx)} entries but embeddings has {len(emb)} rows")
-        if len(idx) and not np.issubdtype(idx.dtype, np.integer):
+        if not len(idx):
+            return  # an empty batch
+        if not np.issubdtype(idx.dtype, np.integer):
             raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+        idx = idx.astype(np.int64)
         n = self._num_samples
         bad = idx[(idx < 0) | (idx >= n)]
         if len(bad):
@@ -152,7 +156,7 @@ class EmbeddingMetrics:
             raise ValueError(f"embeddings have dimension {emb.shape[1]}, earlier batches had "
                              f"{self._storage.shape[1]}")
         self._storage[idx] = emb
-        np.add.at(self._counts, idx.astype(np.int64), 1)
+        np.add.at(self._counts, idx, 1)
 
     def update_data(self, data: dict[str, Any], indices: Any) -> None:
         """OML's dict form: ``data["embeddings"]``."""
@@ -166,7 +170,8 @@ class EmbeddingMetrics:
 
         items = self._items
         ks = [*self.cmc_top_k, *self.precision_top_k, *self.map_top_k]
-        top_n = max([1, *[int(k) for k in ks if isinstance(k, (int, np.integer))]])
+        # at least what visualize() shows, so its figures need no second retrieval
+        top_n = max([N_INSTANCES, *[int(k) for k in ks if isinstance(k, (int, np.integer))]])
         self._result = ov.retrieve(
             self._storage, items["labels"], items["is_query"], items["is_gallery"],
             top_n=top_n, distance=self.distance, sequence_ids=items["sequence"],
@@ -272,6 +277,7 @@ class EmbeddingMetrics:
             raise ValueError(f"query_ids are positions among the {n_q} queries; got {positions.tolist()[:5]}")
         if verbose:
             print(f"Visualizing {n_instances} for the following query ids: {positions.tolist()}.")
+        n_instances = min(int(n_instances), self.result.retrieved_ids.shape[1])  # OML shows what it has
         return ov.plot_queries(self.result, images, self.result.query_ids[positions],
                                n_instances=n_instances, n_gt=N_GT, dataset_root=self.dataset_root)
 
