@@ -6,9 +6,12 @@ Example:
     >>> rgb = ov.figure_to_array(fig)                          # doctest: +SKIP
 """
 from .colors import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR
+from .compare import ComparedQueriesDisplay, plot_compared_queries
+from .confusions import plot_confusions
 from .figure import figure_to_array
 from .layout import GridLayout
 from .metrics_plot import metrics_figure
+from .pairs import plot_pairs
 from .queries import QueriesDisplay, QueryRow, Tile, plot_queries, plot_worst_queries
 
 __all__ = [
@@ -16,12 +19,16 @@ __all__ = [
     "NOT_RELEVANT_COLOR",
     "QUERY_COLOR",
     "RELEVANT_COLOR",
+    "ComparedQueriesDisplay",
     "GridLayout",
     "QueriesDisplay",
     "QueryRow",
     "Tile",
     "figure_to_array",
     "metrics_figure",
+    "plot_compared_queries",
+    "plot_confusions",
+    "plot_pairs",
     "plot_queries",
     "plot_worst_queries",
 ]
