@@ -61,9 +61,7 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
     """Shards' value arrays as one array, like ``np.concatenate`` of what a user would pass."""
     if all(p.dtype != object for p in parts):
         return np.concatenate(parts)
-    out = np.empty(sum(len(p) for p in parts), dtype=object)
-    out[:] = [v for p in parts for v in p.tolist()]
-    return out
+    return np.fromiter((v for p in parts for v in p.tolist()), dtype=object, count=sum(len(p) for p in parts))
 
 
 def _local_embeddings(embeddings: Any) -> torch.Tensor:

@@ -10,7 +10,10 @@ key             value                                      required
 ``is_query``    (B,) bools                                 no: every item is a query
 ``is_gallery``  (B,) bools                                 no: every item is in the gallery
 ``categories``  (B,) hashable values                       no: OVERALL only
-``idx``         (B,) int dataset indices                   no: items keep their batch order
+``sequence``    (B,) sequence ids (hashable; ints batch    no: every item its own sequence
+                best): items of one sequence never match
+``idx``         (B,) int dataset indices                   no: items keep their batch order;
+                                                           needed under DDP (deduplication)
 ``paths``       (B,) image paths (for worst-query figures) no
 =============== ========================================== ==================================
 
@@ -28,7 +31,7 @@ import torch
 __all__ = ["FIELDS", "OPTIONAL_FIELDS", "collect_fields", "to_numpy"]
 
 FIELDS = ("embeddings", "labels")
-OPTIONAL_FIELDS = ("is_query", "is_gallery", "categories", "idx", "paths")
+OPTIONAL_FIELDS = ("is_query", "is_gallery", "categories", "sequence", "idx", "paths")
 
 
 def to_numpy(value: Any) -> np.ndarray:

@@ -2,11 +2,17 @@
 
 The LightningModule's ``validation_step`` follows the small protocol of
 :mod:`oml_viz.loggers.batch_protocol` (return ``{"embeddings": ..., "labels": ...}``, plus
-optional ``is_query``, ``is_gallery``, ``categories``, ``idx``, ``paths``). At the end of each
-validation epoch the callback runs :func:`oml_viz.retrieve` once on everything gathered, logs
+optional ``is_query``, ``is_gallery``, ``categories``, ``sequence``, ``idx``, ``paths``). At the end
+of each validation epoch the callback runs :func:`oml_viz.engine.evaluate` (what ``oml-viz
+validate`` runs) once on everything gathered, logs
 the metric table as flat keys (``OVERALL/cmc/1``, ``<category>/map/5``) with ``pl_module.log``
 (so ``ModelCheckpoint(monitor="OVERALL/map/5")`` works) and, with ``log_images=True``, hands
 a worst-queries figure to every logger that has ``log_figure``.
+
+Under DDP (several processes) each process sees its shard: the callback all-gathers what every
+process saw, keeps one row per ``idx`` (``DistributedSampler`` repeats items to even out shards,
+so ``idx`` is required then), computes the metrics once on rank 0 and hands every process the
+same table; the loggers write once (from rank 0) and the figure is drawn on rank 0 only.
 """
 from __future__ import annotations
 
@@ -17,8 +23,10 @@ from typing import Any
 import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from oml_viz.engine.distributed import broadcast_object, is_distributed
 from oml_viz.loggers.batch_protocol import collect_fields
 from oml_viz.loggers.flatten import flat_metrics
+from oml_viz.loggers.gather import gather_validation
 
 __all__ = ["MetricValCallback"]
 
@@ -50,8 +58,8 @@ class MetricValCallback(Callback):
         device: engine device (``None``: CUDA when available).
         dataloader_idx: which validation dataloader feeds the metrics (others are ignored).
 
-    After each epoch ``last_metrics`` holds the table and ``last_result`` the
-    ``RetrievalResult``.
+    After each epoch ``last_metrics`` holds the table (on every process) and ``last_result`` the
+    ``RetrievalResult`` (under DDP on rank 0 only; None elsewhere).
 
     Example:
         >>> cb = MetricValCallback({"cmc_top_k": (1,), "map_top_k": (5,)}, log_images=True)  # doctest: +SKIP
@@ -116,24 +124,53 @@ class MetricValCallback(Callback):
     # -- the epoch's metrics ------------------------------------------------------------------
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         batches, self._batches = self._batches, []
-        if trainer.sanity_checking or not batches:
+        if trainer.sanity_checking:
             return  # the sanity check only proves the protocol; its few batches mean nothing
-        data = self._concat(batches)
-        from oml_viz.engine import retrieve
-
-        res = retrieve(
-            data["embeddings"], data["labels"], data.get("is_query"), data.get("is_gallery"),
-            top_n=self.top_n, distance=self.distance, device=self.device, progress=False,
-        )
-        table = res.metrics(**self.metric_args, categories=data.get("categories"))
-        if self.return_only_overall_category:
-            table = table.loc[["OVERALL"]]
+        distributed = trainer.world_size > 1 and is_distributed()
+        data = self._concat(batches) if batches else None
+        if distributed:
+            data = gather_validation(data)  # every process: the whole set, once per idx
+        if data is None:
+            return
+        if distributed:
+            res, table = self._evaluate_on_rank_zero(trainer, data)
+        else:
+            res, table = self._evaluate(data)
         self.last_metrics, self.last_result = table, res
         flat = flat_metrics(table)
         if flat:
-            pl_module.log_dict(flat, on_step=False, on_epoch=True, logger=True)
-        if self.log_images:
+            # identical on every process: "max" keeps them exact and spares Lightning's DDP warning
+            pl_module.log_dict(flat, on_step=False, on_epoch=True, logger=True, sync_dist=distributed,
+                               reduce_fx="max" if distributed else "mean")
+        if self.log_images and res is not None:
             self._log_figure(trainer, res, data)
+
+    def _evaluate(self, data: dict[str, Any]) -> tuple[Any, Any]:
+        from oml_viz.engine import evaluate
+
+        return evaluate(
+            data["embeddings"], data["labels"], data.get("is_query"), data.get("is_gallery"),
+            categories=data.get("categories"), sequence=data.get("sequence"), metric_args=self.metric_args,
+            top_n=self.top_n, distance=self.distance, device=self.device, progress=False,
+            only_overall=self.return_only_overall_category,
+        )
+
+    def _evaluate_on_rank_zero(self, trainer: Trainer, data: dict[str, Any]) -> tuple[Any, Any]:
+        """Rank 0 computes; every process gets its table (or the same error). Result on rank 0 only."""
+        res, outcome, error = None, None, None
+        if trainer.global_rank == 0:
+            try:
+                res, table = self._evaluate(data)
+                outcome = ("ok", table)
+            except Exception as exc:  # noqa: BLE001 - re-raised below, on every process
+                error, outcome = exc, ("error", type(exc).__name__, str(exc))
+        outcome = broadcast_object(outcome, src=0)
+        if outcome[0] == "error":
+            if error is not None:
+                raise error
+            cls = {"ValueError": ValueError, "TypeError": TypeError}.get(outcome[1], RuntimeError)
+            raise cls(f"MetricValCallback (computed on rank 0): {outcome[2]}")
+        return res, outcome[1]
 
     def _concat(self, batches: list[dict[str, np.ndarray]]) -> dict[str, Any]:
         keys = set(batches[0])

@@ -34,9 +34,11 @@ __all__ = [
     "format_table",
     "input_size",
     "log_evaluation",
+    "metric_kwargs",
     "read_data",
     "resolve_device",
     "seed_everything",
+    "sequence_codes",
     "train_rows",
     "validation_rows",
 ]
@@ -119,26 +121,39 @@ def embed(extractor: Any, rows: pd.DataFrame, cfg: ValidateConfig, device: torch
     )
 
 
+def metric_kwargs(metric_args: MetricArgs) -> dict[str, tuple]:
+    """The config's ``metric_args`` as ``RetrievalResult.metrics`` keyword arguments."""
+    return {"cmc_top_k": tuple(metric_args.cmc_top_k), "precision_top_k": tuple(metric_args.precision_top_k),
+            "map_top_k": tuple(metric_args.map_top_k), "fmr_vals": tuple(metric_args.fmr_vals),
+            "pcf_variance": tuple(metric_args.pcf_variance)}
+
+
+def sequence_codes(rows: pd.DataFrame) -> np.ndarray | None:
+    """The ``sequence`` column as int codes (a missing value shares its sequence with nobody), or None.
+
+    Ints batch into tensors whatever the column held, and give the same exclusions as the values.
+    """
+    if "sequence" not in rows.columns:
+        return None
+    from oml_viz.engine.validation import as_codes
+
+    return as_codes("sequence", rows["sequence"].to_numpy(object), len(rows), missing_unique=True)[0]
+
+
 def evaluate(embeddings: np.ndarray, rows: pd.DataFrame, metric_args: MetricArgs, distance: str = "euclidean",
              device: torch.device | str | None = None, progress: bool | None = None) -> tuple[Any, pd.DataFrame]:
-    """Retrieval on the validation rows and the metrics table (``OVERALL`` + categories)."""
-    from oml_viz.engine import retrieve
+    """Retrieval on the validation rows and the metrics table (``OVERALL`` + categories).
 
-    categories = rows["category"].tolist() if "category" in rows.columns else None
-    sequence = rows["sequence"].tolist() if "sequence" in rows.columns else None
-    res = retrieve(
+    The same :func:`oml_viz.engine.evaluate` that train's :class:`~oml_viz.loggers.MetricValCallback` runs.
+    """
+    from oml_viz.engine import evaluate as engine_evaluate
+
+    return engine_evaluate(
         embeddings, rows["label"].tolist(), rows["is_query"].to_numpy(bool), rows["is_gallery"].to_numpy(bool),
-        top_n=max(metric_args.top_n, 5), distance=distance, sequence_ids=sequence, categories=categories,
-        device=device, progress=progress,
+        categories=rows["category"].tolist() if "category" in rows.columns else None,
+        sequence=sequence_codes(rows), metric_args=metric_kwargs(metric_args), top_n=max(metric_args.top_n, 5),
+        distance=distance, device=device, progress=progress, only_overall=metric_args.return_only_overall_category,
     )
-    table = res.metrics(
-        cmc_top_k=tuple(metric_args.cmc_top_k), precision_top_k=tuple(metric_args.precision_top_k),
-        map_top_k=tuple(metric_args.map_top_k), fmr_vals=tuple(metric_args.fmr_vals),
-        pcf_variance=tuple(metric_args.pcf_variance),
-    )
-    if metric_args.return_only_overall_category:
-        table = table.loc[["OVERALL"]]
-    return res, table
 
 
 def flat_table(table: pd.DataFrame) -> dict[str, float]:

@@ -36,9 +36,11 @@ from oml_viz.pipelines.sampler import BalancedBatchSampler
 from oml_viz.pipelines.steps import (
     build_extractor,
     input_size,
+    metric_kwargs,
     read_data,
     resolve_device,
     seed_everything,
+    sequence_codes,
     train_rows,
     validation_rows,
 )
@@ -112,6 +114,7 @@ class _ValidationBatches(torch.utils.data.Dataset):
         self.is_query = rows["is_query"].to_numpy(bool)
         self.is_gallery = rows["is_gallery"].to_numpy(bool)
         self.categories = rows["category"].astype(str).tolist() if "category" in rows.columns else None
+        self.sequence = sequence_codes(rows)  # the same exclusions as oml-viz validate
 
     def __len__(self) -> int:
         return len(self.images)
@@ -122,6 +125,8 @@ class _ValidationBatches(torch.utils.data.Dataset):
                 "is_gallery": bool(self.is_gallery[i]), "idx": i}
         if self.categories is not None:
             item["categories"] = self.categories[i]
+        if self.sequence is not None:
+            item["sequence"] = int(self.sequence[i])
         return item
 
 
@@ -159,8 +164,7 @@ def train_pipeline(cfg: TrainConfig | dict | str | os.PathLike, logger: Any = No
 
     ma = cfg.metric_args
     callback = MetricValCallback(
-        {"cmc_top_k": ma.cmc_top_k, "precision_top_k": ma.precision_top_k, "map_top_k": ma.map_top_k,
-         "fmr_vals": ma.fmr_vals, "pcf_variance": ma.pcf_variance},
+        metric_kwargs(ma),
         top_n=max(ma.top_n, 5), distance=cfg.distance, log_images=cfg.log_images, images=rows,
         worst_metric=ma.worst_metric, n_queries=cfg.n_worst_queries,
         return_only_overall_category=ma.return_only_overall_category, device=str(device),
