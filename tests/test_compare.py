@@ -318,3 +318,66 @@ def test_no_ground_truth_queries_are_left_out_with_a_warning():
         t = cmp.table(metrics="cmc/1", n_boot=100)
     assert t.loc["OVERALL", "cmc/1/a"] == 1.0
     assert 4 not in cmp.changed("cmc/1", "changed", n=None)
+
+
+# ----------------------------------------------------------------------- the compared grid
+def _item_images(n):
+    """Solid images: the centre pixel tells the item."""
+    return [np.full((24 + i % 5, 30, 3), ((37 * i) % 256, (91 * i + 40) % 256, (53 * i + 90) % 256), np.uint8)
+            for i in range(n)]
+
+
+def test_compared_grid_shows_both_models_results_by_pixel():
+    from oml_viz.render import NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR, ComparedQueriesDisplay
+
+    a, b, cats = _two_models(q=60, seed=2)
+    cmp = ov.compare(a, b, names=("old", "new"))
+    images = _item_images(a.n_items)
+    ids = cmp.changed("map/5", "improved", n=3)
+    assert len(ids) == 3
+    disp = ComparedQueriesDisplay.from_comparison(cmp, images, kind="improved", metric="map/5", n_queries=3,
+                                                  n_instances=4).plot()
+    arr = ov.figure_to_array(disp.figure_)
+    layout = disp.layout_
+    assert layout.n_cols == 1 + 4 + 4
+    for r, qid in enumerate(ids):
+        row = int(np.searchsorted(a.query_ids, qid))
+        expected = [(0, int(qid), QUERY_COLOR)]
+        for offset, res in ((1, a), (5, b)):
+            for c in range(4):
+                rel = res.is_relevant[row, c]
+                expected.append((offset + c, int(res.retrieved_ids[row, c]),
+                                 RELEVANT_COLOR if rel else NOT_RELEVANT_COLOR))
+        for col, item, frame in expected:
+            x0, y0, x1, y1 = layout.tile_box(r, col)
+            tile = arr[y0:y1, x0:x1]
+            assert tuple(tile[1, tile.shape[1] // 2]) == frame
+            assert tuple(tile[tile.shape[0] // 2, tile.shape[1] // 2]) == tuple(images[item][0, 0])
+        query_tile = [t for t in disp.tiles_ if t.row == r and t.col == 0][0]
+        va, vb = cmp.values("map/5")
+        assert f"map/5  {va[row]:.2f}→{vb[row]:.2f}" in query_tile.title.replace("\n", "  ")
+    # each group is headed with its model's name: ink above the group's first tile column
+    head = arr[layout.header_h - 22: layout.header_h]
+    for first in (1, 5):
+        x0, x1 = layout.col_x(first), layout.col_x(first + 3) + layout.tile
+        assert (head[:, x0:x1] < 100).any()
+    assert disp.title.startswith("3 queries new better than old by map/5")
+
+
+def test_plot_compared_queries_figure_and_errors():
+    a, b, cats = _two_models(q=40, seed=4)
+    cmp = ov.compare(a, b)
+    images = _item_images(a.n_items)
+    fig = ov.plot_compared_queries(cmp, images, kind="changed", metric="cmc/1", n_queries=2, n_instances=3,
+                                   category="a")
+    assert ov.figure_to_array(fig).shape[2] == 3
+    with pytest.raises(ValueError, match="has no queries"):
+        ov.plot_compared_queries(cmp, images, category="nope")
+    with pytest.raises(ValueError, match="images holds 3 items"):
+        ov.plot_compared_queries(cmp, images[:3])
+    with pytest.raises(ValueError, match="kind must be one of"):
+        ov.plot_compared_queries(cmp, images, kind="worse")
+    # nothing changed: an empty grid that says so, not an error
+    same = ov.compare(a, a)
+    fig = ov.plot_compared_queries(same, images, kind="regressed")
+    assert ov.figure_to_array(fig).size > 0

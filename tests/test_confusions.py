@@ -132,3 +132,27 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="categories has 2 values"):
         res.confusions(k=2, categories=["x", "y"])
     assert isinstance(res.confusions(k=2), pd.DataFrame)
+
+
+def test_heat_map_cells_are_the_top_pairs():
+    from oml_viz.render.confusions import confusion_matrix_of
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 8, 80)
+    res = ov.retrieve(rng.normal(size=(80, 3)), labels, top_n=5, progress=False)
+    conf = res.confusions(k=5)
+    m = confusion_matrix_of(conf, top=6)
+    assert np.isfinite(m.to_numpy()).sum() == 6
+    for a, b, c in conf.head(6)[["query_label", "retrieved_label", "count"]].itertuples(index=False):
+        assert m.loc[a, b] == c
+    fig = ov.plot_confusions(res, k=5, top=6)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [str(v) for v in m.index]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(v) for v in m.columns]
+    assert ov.figure_to_array(fig).shape[2] == 3
+    with pytest.raises(ValueError, match="top must be a positive int"):
+        ov.plot_confusions(res, top=0)
+    with pytest.raises(ValueError, match="value must be one of"):
+        ov.plot_confusions(res, value="ratio")
+    clean = ov.retrieve(np.array([[0.0], [0.1], [5.0], [5.1]]), [0, 0, 1, 1], top_n=1, progress=False)
+    assert "no confusions" in ov.plot_confusions(clean, k=1).axes[0].texts[0].get_text()

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 __all__ = ["paired_bootstrap", "sign_flip_pvalue"]
 
@@ -48,9 +49,21 @@ def _compressed(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     Then a resample is a multinomial draw of counts over the distinct rows and a sign-flip pattern a
     binomial draw per distinct row: the same distributions as drawing per query, at a fraction of
     the cost. Worth it while a draw per distinct value (about 150 ns) beats per-query draws (~6 ns).
+    Rows are told apart by hashing (pandas.factorize), column by column: no sort of the rows.
     """
-    values, counts = np.unique(x, axis=0, return_counts=True)
-    return (values, counts) if len(values) * 20 <= len(x) else None
+    m = len(x)
+    code = np.zeros(m, dtype=np.int64)
+    for j in range(x.shape[1]):
+        column, uniques = pd.factorize(x[:, j])
+        if len(uniques) * 20 > m:  # the rows have at least as many distinct values as any column
+            return None
+        code, _ = pd.factorize(code * len(uniques) + column)  # re-compacted: stays below m
+    counts = np.bincount(code)
+    if len(counts) * 20 > m:
+        return None
+    first = np.empty(len(counts), dtype=np.int64)
+    first[code[::-1]] = np.arange(m - 1, -1, -1)  # the last write per code is its first row
+    return x[first], counts
 
 
 def paired_bootstrap(
