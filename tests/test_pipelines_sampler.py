@@ -58,5 +58,5 @@ def test_bad_arguments():
         BalancedBatchSampler([0, 0, 1, 1], 1, 2)
     with pytest.raises(ValueError, match="n_instances must be an int >= 2"):
         BalancedBatchSampler([0, 0, 1, 1], 2, 1)
-    with pytest.raises(ValueError, match="n_instances must be an int >= 2"):
+    with pytest.raises(TypeError, match="n_instances must be an int >= 2, got True"):
         BalancedBatchSampler([0, 0, 1, 1], 2, True)

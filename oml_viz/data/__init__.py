@@ -1,9 +1,13 @@
 """oml_viz.data: the OML dataframe format, image loading and the demo datasets.
 
 Example:
-    >>> from oml_viz.data import read_dataframe, load_image
-    >>> df = read_dataframe("demo/df.csv")                      # doctest: +SKIP
-    >>> rgb = load_image("demo/" + df["path"][0])               # doctest: +SKIP
+    >>> import tempfile
+    >>> from oml_viz.data import load_image, make_demo_dataset, read_dataframe
+    >>> root = f"{tempfile.mkdtemp()}/demo"
+    >>> _ = make_demo_dataset(root, n_classes=2, images_per_class=2, size=16, progress=False)
+    >>> df = read_dataframe(f"{root}/df.csv")
+    >>> load_image(f"{root}/" + df["path"][0]).shape
+    (16, 16, 3)
 """
 from .cache import ThumbnailCache, default_cache
 from .dataframe import (

@@ -10,8 +10,15 @@ Every problem names its row (the dataframe's index label) and column, and all
 problems are gathered before anything is raised, so a user fixes a CSV in one go.
 
 Example:
-    >>> df = read_dataframe("data/df.csv")           # doctest: +SKIP
-    >>> problems = check_dataframe(df, "data/")       # doctest: +SKIP
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> root = tempfile.mkdtemp()
+    >>> Image.new("RGB", (8, 8)).save(f"{root}/a.png")
+    >>> pd.DataFrame({"label": [0, 1], "path": ["a.png", "missing.png"], "split": "validation",
+    ...               "is_query": True, "is_gallery": True}).to_csv(f"{root}/df.csv", index=False)
+    >>> df = read_dataframe(f"{root}/df.csv")
+    >>> [str(p) for p in check_dataframe(df, root)]   # doctest: +ELLIPSIS
+    ['row 1, column path: ...missing.png...']
 """
 from __future__ import annotations
 
@@ -22,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from oml_viz.errors import InputFileNotFoundError, InputValueError
 
 REQUIRED_COLUMNS = ("label", "path", "split", "is_query", "is_gallery")
 BBOX_COLUMNS = ("x_1", "y_1", "x_2", "y_2")
@@ -54,7 +63,7 @@ class Problem:
         return f"{', '.join(where)}: {self.message}" if where else self.message
 
 
-class DataFrameError(ValueError):
+class DataFrameError(InputValueError):
     """Raised by :func:`validate_dataframe`; ``.problems`` lists every :class:`Problem`."""
 
     def __init__(self, problems: Sequence[Problem], what: str = "dataframe"):
@@ -130,6 +139,8 @@ def _check_columns(df: pd.DataFrame) -> list[Problem]:
     if present and len(present) != len(BBOX_COLUMNS):
         missing = [c for c in BBOX_COLUMNS if c not in df.columns]
         problems.append(Problem(None, ",".join(missing), f"bbox columns must come as all four of {BBOX_COLUMNS}"))
+    if len(df) == 0:
+        problems.append(Problem(None, None, "the dataframe has no rows (a header alone is no dataset)"))
     if df.index.has_duplicates:
         dup = df.index[df.index.duplicated()].unique()[:5].tolist()
         problems.append(Problem(None, None, f"the index has duplicate labels (e.g. {dup}): rows cannot be named"))
@@ -322,7 +333,12 @@ def validate_dataframe(
     The error lists every problem with its row (index label) and column.
 
     Example:
-        >>> df = validate_dataframe(pd.read_csv("df.csv"), "data/")  # doctest: +SKIP
+        >>> df = pd.DataFrame({"label": [0, 0], "path": ["a.png", "b.png"], "split": "validation",
+        ...                    "is_query": [True, "yes"], "is_gallery": True})
+        >>> validate_dataframe(df, check_files=False)   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oml_viz.data.dataframe.DataFrameError: ...row 1, column is_query...
     """
     problems = check_dataframe(df, dataset_root, check_files=check_files, decode=decode, progress=progress)
     if problems:
@@ -347,16 +363,24 @@ def read_dataframe(
     ``df.attrs["dataset_root"]`` so the renderer finds the images.
 
     Example:
-        >>> df = read_dataframe("demo/df.csv")   # doctest: +SKIP
-        >>> df.attrs["dataset_root"]             # doctest: +SKIP
-        'demo'
+        >>> import os, tempfile
+        >>> from PIL import Image
+        >>> root = tempfile.mkdtemp()
+        >>> Image.new("RGB", (8, 8)).save(f"{root}/a.png")
+        >>> pd.DataFrame({"label": [0], "path": ["a.png"], "split": "train", "is_query": False,
+        ...               "is_gallery": False}).to_csv(f"{root}/df.csv", index=False)
+        >>> df = read_dataframe(f"{root}/df.csv")
+        >>> df.attrs["dataset_root"] == root
+        True
     """
     if isinstance(source, pd.DataFrame):
         df = source
     else:
+        if not isinstance(source, (str, os.PathLike)):
+            raise TypeError(f"source must be a CSV path or a pandas DataFrame, got {type(source).__name__}")
         csv = Path(source).expanduser()
         if not csv.is_file():
-            raise FileNotFoundError(f"dataframe file not found: {csv}")
+            raise InputFileNotFoundError(f"dataframe file not found: {csv}")
         df = pd.read_csv(csv, dtype={"path": str, "split": str})
         if dataset_root is None:
             dataset_root = csv.parent

@@ -5,10 +5,18 @@ present; otherwise torchvision downloads them (needs internet). The official tra
 ``split="train"`` and the test file ``split="validation"`` (every validation row both query and
 gallery). ``category`` groups the ten classes (tops, bottoms, dresses, shoes, bags).
 
-Example:
-    >>> df = make_fashion_mnist_dataset("fmnist", max_per_class=100)   # doctest: +SKIP
-    >>> df["split"].value_counts().to_dict()                           # doctest: +SKIP
-    {'train': 1000, 'validation': 1000}
+Example (tiny idx files written here stand in for the real ones):
+    >>> import tempfile
+    >>> src = Path(tempfile.mkdtemp())
+    >>> def write_idx(name, arr):   # the MNIST format: 0, 0, dtype 0x08, ndim, sizes, bytes
+    ...     header = struct.pack(f">BBBB{arr.ndim}I", 0, 0, 8, arr.ndim, *arr.shape)
+    ...     (src / name).write_bytes(header + arr.astype(np.uint8).tobytes())
+    >>> for images, labels in _FILES.values():
+    ...     write_idx(images, np.zeros((30, 28, 28))); write_idx(labels, np.repeat(np.arange(10), 3))
+    >>> df = make_fashion_mnist_dataset(f"{tempfile.mkdtemp()}/fmnist", max_per_class=2, source_dir=src,
+    ...                                 progress=False)
+    >>> df["split"].value_counts().sort_index().to_dict()
+    {'train': 20, 'validation': 20}
 """
 from __future__ import annotations
 

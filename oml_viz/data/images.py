@@ -1,8 +1,9 @@
 """Image loading: any PIL mode or array layout -> RGB uint8, with an optional bbox crop.
 
 Example:
-    >>> rgb = load_image("cat.png", bbox=(10, 10, 60, 80))   # doctest: +SKIP
-    >>> rgb.dtype, rgb.shape                                 # doctest: +SKIP
+    >>> from PIL import Image
+    >>> rgb = load_image(Image.new("L", (100, 90)), bbox=(10, 10, 60, 80))   # grey, cropped to the box
+    >>> rgb.dtype, rgb.shape
     (dtype('uint8'), (70, 50, 3))
 """
 from __future__ import annotations
@@ -28,6 +29,10 @@ class ImageLoadError(OSError):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{reason}: {self.path}" + (f" ({detail})" if detail else ""))
+
+
+class MissingImageError(ImageLoadError, FileNotFoundError):
+    """An image file that does not exist: an :class:`ImageLoadError` and a ``FileNotFoundError``."""
 
 
 def _high_bit_to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -80,7 +85,10 @@ def array_to_rgb(arr: np.ndarray) -> np.ndarray:
     if a.dtype == np.bool_:
         a = a.astype(np.uint8) * 255
     elif a.dtype.kind == "f":
-        finite = np.nan_to_num(a.astype(np.float32))
+        if not np.isfinite(a).all():
+            rows = np.flatnonzero(~np.isfinite(a).reshape(a.shape[0], -1).all(axis=1))[:5].tolist()
+            raise ValueError(f"image array holds NaN or inf (rows {rows}); a float image must be finite")
+        finite = a.astype(np.float32)
         scale = 255.0 if float(finite.max(initial=0.0)) <= 1.0 else 1.0
         a = np.clip(finite * scale + 0.5, 0, 255).astype(np.uint8)
     elif a.dtype != np.uint8:
@@ -111,7 +119,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     """Open and decode an image file; raise :class:`ImageLoadError` naming the problem."""
     p = Path(path)
     if not p.is_file():
-        raise ImageLoadError(p, "missing file")
+        raise MissingImageError(p, "missing file")
     try:
         im = Image.open(p)
         im.load()

@@ -7,9 +7,13 @@ a thumbnail that fits a square box, cached for files; a missing or broken file g
 kills a figure.
 
 Example:
-    >>> src = ImageSource(df, dataset_root="demo")           # doctest: +SKIP
-    >>> th = src.thumbnail(0, 128)                           # doctest: +SKIP
-    >>> th.array.shape[:2] <= (128, 128), th.error           # doctest: +SKIP
+    >>> src = ImageSource([np.zeros((300, 200, 3), np.uint8), "no/such/file.png"])
+    >>> th = src.thumbnail(0, 128)
+    >>> th.array.shape, th.error
+    ((128, 85, 3), None)
+    >>> bad = src.thumbnail(1, 128)
+    >>> bad.array is None, "no/such/file.png" in bad.error
+    (True, True)
 """
 from __future__ import annotations
 

@@ -97,6 +97,10 @@ class RetrievalResult:
         Queries without ground truth are never among them. ``category`` keeps the queries of one
         category (``categories`` per item, else those given to ``retrieve``).
         """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+            raise TypeError(f"n must be an int, got {type(n).__name__} {n!r}")
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
         values = self.per_query(metric)
         keep = ~np.isnan(values)
         if category is not None:
@@ -148,9 +152,15 @@ class RetrievalResult:
         ``retrieve``); the result is never changed. Queries without
         ground truth are left out of every mean, with one warning giving their count.
         """
+        for name, ks in (("cmc_top_k", cmc_top_k), ("precision_top_k", precision_top_k), ("map_top_k", map_top_k),
+                         ("fmr_vals", fmr_vals), ("pcf_variance", pcf_variance)):
+            if isinstance(ks, (str, bytes)) or not hasattr(ks, "__iter__"):
+                raise TypeError(f"{name} must be a sequence, e.g. {name}=(1, 5); got {type(ks).__name__} {ks!r}")
         for name, ks in (("cmc_top_k", cmc_top_k), ("precision_top_k", precision_top_k), ("map_top_k", map_top_k)):
             for k in ks:
-                if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+                if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+                    raise TypeError(f"{name} must hold positive ints; got {k!r}")
+                if k < 1:
                     raise ValueError(f"{name} must hold positive ints; got {k!r}")
                 self._check_k(f"{name}={tuple(ks)}", int(k))
         for name, vals, upper_ok in (("fmr_vals", fmr_vals, False), ("pcf_variance", pcf_variance, True)):

@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from oml_viz.checks import check_int
+
 DISTANCES = ("euclidean", "cosine")
 _MAX_ROWS_SHOWN = 5
 
@@ -42,6 +44,8 @@ def as_embeddings(embeddings: Any) -> torch.Tensor:
 
 
 def _length(name: str, values: Any, n: int) -> np.ndarray:
+    if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
+        raise TypeError(f"{name} must hold one value per embedding (a sequence or array), got {values!r:.60}")
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     if isinstance(values, (pd.Series, pd.Index)):
@@ -113,15 +117,11 @@ def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
 
 
 def check_positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive int; got {value!r}")
-    return int(value)
+    return check_int(name, value, low=1)
 
 
 def resolve_device(device: Any) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device {device!r} is not a torch device: {exc}") from None
+    """None = CUDA when available; a device this machine lacks is a ValueError (see :mod:`oml_viz.run_args`)."""
+    from oml_viz.run_args import resolve_device as resolve
+
+    return resolve(device)

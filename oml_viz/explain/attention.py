@@ -16,9 +16,15 @@ Which attention row is shown:
   embedding draws on.
 
 Example:
+    >>> import numpy as np, timm
+    >>> model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=2,
+    ...                           num_heads=2, num_classes=0)
+    >>> img = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
     >>> heat = attention_map(model, img)                        # (H, W) float32 in [0, 1]
-    ... # doctest: +SKIP
-    >>> heat = attention_map(model, img, head="max", rollout=True)  # doctest: +SKIP
+    >>> heat.shape, heat.dtype
+    ((20, 30), dtype('float32'))
+    >>> attention_map(model, img, head="max", rollout=True).shape
+    (20, 30)
 """
 from __future__ import annotations
 
@@ -133,6 +139,8 @@ def attention_map(
 
 def _attention_map(model: nn.Module, image: Any, block: int, head: Head, rollout: bool,
                    input_size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    from oml_viz.run_args import check_input_size
+
     net = unwrap_model(model)
     if not is_vit(net):
         raise ValueError(f"model: {type(net).__name__} is not a timm vision transformer "
@@ -145,7 +153,7 @@ def _attention_map(model: nn.Module, image: Any, block: int, head: Head, rollout
     if n_heads is not None:  # fail before the forward pass, naming the argument
         _reduce_heads(torch.zeros(1, n_heads, 1, 1), head)
 
-    x, rgb = prepare_image(net, image, input_size)
+    x, rgb = prepare_image(net, image, None if input_size is None else check_input_size(input_size))
     wanted = list(range(last + 1)) if rollout else [last]
     attn = collect_attention(net, x, wanted)
 

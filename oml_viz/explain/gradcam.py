@@ -12,9 +12,15 @@ are frozen for the call and their ``requires_grad`` / ``.grad`` restored), so fr
 work and the backward pass costs only what lies after the target layer.
 
 Example:
-    >>> heat = gradcam_map(resnet, img)                          # (H, W) float32 in [0, 1]
-    ... # doctest: +SKIP
-    >>> heat = gradcam_map(resnet, img, reference=other_emb, method="gradcam++")  # doctest: +SKIP
+    >>> import numpy as np, timm
+    >>> resnet = timm.create_model("resnet18", num_classes=0, pretrained=False)
+    >>> img = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    >>> heat = gradcam_map(resnet, img, input_size=(64, 96))     # (H, W) float32 in [0, 1]
+    >>> heat.shape, heat.dtype, bool(0 <= heat.min() <= heat.max() <= 1)
+    ((30, 40), dtype('float32'), True)
+    >>> other_emb = np.ones(512, np.float32)
+    >>> gradcam_map(resnet, img, reference=other_emb, method="gradcam++", input_size=(64, 96)).shape
+    (30, 40)
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from oml_viz.compat.gradcam import release_hooks, uses_gradients
 from oml_viz.explain.inputs import (
     fit_input_size,
     images_to_tensor,
@@ -35,6 +42,7 @@ from oml_viz.explain.inputs import (
     unwrap_model,
 )
 from oml_viz.explain.overlay import overlay_heatmap
+from oml_viz.run_args import check_input_size
 from oml_viz.explain.state import preserved_state
 
 
@@ -73,6 +81,9 @@ class EmbeddingTarget:
 
     def __call__(self, embedding: torch.Tensor) -> torch.Tensor:
         ref = embedding.detach() if self.reference is None else self.reference
+        if ref.numel() != embedding.numel():
+            raise ValueError(f"reference has {ref.numel()} values but the model's embedding has "
+                             f"{embedding.numel()}: pass an embedding made by this same model")
         ref = ref.to(device=embedding.device, dtype=embedding.dtype)
         return (embedding.reshape(-1) * ref.reshape(-1)).sum()
 
@@ -80,7 +91,15 @@ class EmbeddingTarget:
 def default_target_layer(model: nn.Module) -> nn.Module:
     """The last convolutional stage: ``layer4[-1]`` for ResNets, else timm's last feature stage
     (``stages[-1]`` for ConvNeXt, ``blocks[-1]`` for EfficientNet, ...); ``blocks[-1].norm1``
-    for vision transformers."""
+    for vision transformers. An ``oml_viz.models`` extractor is looked into: for
+    ``ResnetExtractor(...)`` it is ``extractor.model.layer4[-1]``.
+
+    >>> import timm
+    >>> net = timm.create_model("resnet18", num_classes=0, pretrained=False)
+    >>> default_target_layer(net) is net.layer4[-1]
+    True
+    """
+    outer, model = model, unwrap_model(model)
     layer4 = getattr(model, "layer4", None)
     if isinstance(layer4, nn.Sequential) and len(layer4):
         return layer4[-1]
@@ -95,8 +114,16 @@ def default_target_layer(model: nn.Module) -> nn.Module:
         return model.get_submodule(name)
     except (TypeError, KeyError, IndexError, AttributeError):
         pass
-    raise ValueError(f"target_layer: cannot find the last convolutional stage of {type(model).__name__}; "
-                     "pass target_layer=<module> (e.g. model.layer4[-1])")
+    raise ValueError(f"target_layer: cannot find the last convolutional stage of {type(outer).__name__}; "
+                     f"pass target_layer=<module>, e.g. {_suggest_layer(outer)}")
+
+
+def _suggest_layer(model: nn.Module) -> str:
+    """A ``target_layer`` expression that works on ``model``: the module holding its last convolution."""
+    convs = [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs or "." not in convs[-1]:
+        return "model.get_submodule('<name>') with a name from model.named_modules()"
+    return f"model.get_submodule({convs[-1].rsplit('.', 1)[0]!r})"
 
 
 def _vit_reshape(model: nn.Module, height: int, width: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -119,16 +146,35 @@ def _as_reference_list(reference: Any, n: int) -> list[torch.Tensor | None]:
     if isinstance(reference, (list, tuple)):
         if len(reference) != n:
             raise ValueError(f"reference: {len(reference)} references for {n} images")
-        return [None if r is None else torch.as_tensor(np.asarray(r, dtype=np.float32)
-                                                       if not isinstance(r, torch.Tensor) else r).float()
-                for r in reference]
-    ref = reference if isinstance(reference, torch.Tensor) else torch.as_tensor(np.asarray(reference, dtype=np.float32))
-    ref = ref.detach().float()
+        refs = [None if r is None else _reference_tensor(r, f"reference[{i}]") for i, r in enumerate(reference)]
+        for i, r in enumerate(refs):
+            if r is not None and r.ndim != 1:
+                raise ValueError(f"reference[{i}] must be one (D,) embedding, got shape {tuple(r.shape)}")
+        return refs
+    ref = _reference_tensor(reference, "reference")
     if ref.ndim == 1:
         return [ref] * n
     if ref.ndim == 2 and ref.shape[0] == n:
         return list(ref)
     raise ValueError(f"reference must be one (D,) embedding or ({n}, D), got shape {tuple(ref.shape)}")
+
+
+def _reference_tensor(value: Any, name: str) -> torch.Tensor:
+    """A float32 tensor of a reference embedding; TypeError / ValueError for what cannot be one."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (torch.Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"{name} must be an embedding (array or tensor), got {type(value).__name__}")
+    try:
+        ref = value.detach().float().cpu() if isinstance(value, torch.Tensor) else \
+            torch.as_tensor(np.asarray(value, dtype=np.float32))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be numbers: {e}") from None
+    if ref.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    bad = ~torch.isfinite(ref)
+    if bad.any():
+        where = torch.nonzero(bad.reshape(-1))[:5].reshape(-1).tolist()
+        raise ValueError(f"{name} holds NaN or inf (at flat positions {where}): the map would be NaN")
+    return ref
 
 
 def _resolve_method(method: Any) -> type:
@@ -157,6 +203,11 @@ def gradcam_maps(
     if torch.is_inference_mode_enabled():
         raise RuntimeError("gradcam_map needs gradients: call it outside torch.inference_mode()")
     cam_cls = _resolve_method(method)
+    if target_layer is not None and not isinstance(target_layer, nn.Module):
+        raise TypeError(f"target_layer must be a module of the model (e.g. model.get_submodule('layer4')), "
+                        f"got {type(target_layer).__name__} {target_layer!r}")
+    if input_size is not None:
+        input_size = check_input_size(input_size)
     layer = target_layer if target_layer is not None else default_target_layer(net)
     if not any(m is layer for m in net.modules()):
         raise ValueError("target_layer: the module is not part of the model")
@@ -191,7 +242,7 @@ def _run_cam(net: nn.Module, x: torch.Tensor, refs: list[torch.Tensor | None], c
         cam = None
         try:
             cam = cam_cls(model=net, target_layers=[layer], reshape_transform=reshape)
-            if any(r is None for r in refs) and not getattr(cam, "uses_gradients", True):
+            if any(r is None for r in refs) and not uses_gradients(cam):
                 # Perturbation methods (Score-CAM) score masked inputs: they need the
                 # original image's embedding, computed once here.
                 with torch.no_grad():
@@ -203,7 +254,7 @@ def _run_cam(net: nn.Module, x: torch.Tensor, refs: list[torch.Tensor | None], c
         finally:
             handle.remove()
             if cam is not None:
-                cam.activations_and_grads.release()  # grad-cam's __exit__ would swallow IndexError
+                release_hooks(cam)  # grad-cam's __exit__ would swallow IndexError
     return np.asarray(maps, dtype=np.float32)
 
 
@@ -229,6 +280,10 @@ def gradcam_map(
             :func:`default_target_layer`.
         input_size: (H, W) to feed the model instead of the automatic choice.
     """
+    if reference is not None and not isinstance(reference, (list, tuple)):
+        reference = _reference_tensor(reference, "reference")  # errors name ``reference`` itself
+        if reference.ndim != 1:
+            raise ValueError(f"reference must be one (D,) embedding, got shape {tuple(reference.shape)}")
     return gradcam_maps(model, [image], None if reference is None else [reference], method, target_layer,
                         input_size=input_size)[0]
 

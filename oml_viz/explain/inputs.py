@@ -5,107 +5,53 @@ model (extractors are unwrapped), how an image of any size is fitted to the mode
 the model's own timm data config (mean, std, interpolation) normalises it.
 
 Example:
-    >>> x, rgb = prepare_image(model, "cat.jpg")        # doctest: +SKIP
-    >>> x.shape, rgb.shape                               # doctest: +SKIP
-    (torch.Size([1, 3, 224, 224]), (375, 500, 3))
+    >>> import numpy as np, timm
+    >>> model = timm.create_model("resnet18", num_classes=0, pretrained=False)
+    >>> x, rgb = prepare_image(model, np.zeros((150, 300, 3), np.uint8))
+    >>> tuple(x.shape), rgb.shape
+    ((1, 3, 160, 320), (150, 300, 3))
+    >>> resize_map(np.array([[0.0, 2.0]]), 2, 4).round(2)
+    array([[0.  , 0.25, 0.75, 1.  ],
+           [0.  , 0.25, 0.75, 1.  ]], dtype=float32)
 """
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
 
 from oml_viz.data.images import load_image
+from oml_viz.models.preprocess import (  # re-exported: explainers and panels import them from here
+    base_input_size,
+    data_config,
+    fit_input_size,
+    images_to_tensor,
+    is_vit,
+    model_device,
+    size_multiple,
+    to_model,
+)
+from oml_viz.models.registry import is_extractor
 
-_INTERPOLATION = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
+__all__ = [
+    "base_input_size", "data_config", "fit_input_size", "images_to_tensor", "is_vit", "model_device",
+    "prepare_image", "resize_map", "size_multiple", "to_model", "to_rgb", "unit_range", "unwrap_model",
+]
 
 
 def unwrap_model(model: Any) -> nn.Module:
-    """The timm model inside ``model``: an ``oml_viz.models`` extractor (or any module that
-    holds it as ``.model``) is unwrapped; a timm model is returned as it is."""
+    """The module to explain: an ``oml_viz.models`` extractor gives its timm model (``.model``);
+    any other module is explained as it is, whole. A wrapper of your own (a backbone plus a
+    head, say) is not unwrapped: its output is the embedding that gets explained. Pass
+    ``wrapper.backbone`` yourself to explain the backbone alone."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module (a timm model or an extractor), got {type(model).__name__}")
-    inner = getattr(model, "model", None)
-    if isinstance(inner, nn.Module) and not hasattr(model, "forward_features"):
-        return inner
+    if is_extractor(model):
+        return model.model
     return model
-
-
-def is_vit(model: nn.Module) -> bool:
-    """True for timm vision transformers (a patch embedding followed by token blocks)."""
-    return hasattr(model, "patch_embed") and hasattr(model, "blocks") and hasattr(model, "num_prefix_tokens")
-
-
-def model_device(model: nn.Module) -> torch.device:
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def to_model(x: torch.Tensor, model: nn.Module) -> torch.Tensor:
-    """``x`` on the model's device, in its floating dtype (half / bfloat16 models work)."""
-    for p in model.parameters():
-        return x.to(device=p.device, dtype=p.dtype if p.dtype.is_floating_point else x.dtype)
-    return x
-
-
-def data_config(model: nn.Module) -> dict:
-    """timm's data config for ``model`` (mean, std, interpolation, input_size), quietly."""
-    from timm.data import resolve_data_config
-
-    return resolve_data_config(model=model, verbose=False)
-
-
-def base_input_size(model: nn.Module) -> tuple[int, int]:
-    """The (H, W) the model was built or trained for: a ViT's ``patch_embed.img_size``
-    (which follows ``img_size=`` overrides), else the data config's input size."""
-    pe = getattr(model, "patch_embed", None)
-    size = getattr(pe, "img_size", None)
-    if size is not None:
-        return int(size[0]), int(size[1])
-    _, h, w = data_config(model)["input_size"]
-    return int(h), int(w)
-
-
-def size_multiple(model: nn.Module) -> int:
-    """The stride that input sides should be multiples of: the patch size for ViTs, the
-    last feature stage's reduction for CNNs (32 when timm does not say)."""
-    pe = getattr(model, "patch_embed", None)
-    if pe is not None and getattr(pe, "patch_size", None) is not None:
-        return int(max(pe.patch_size))
-    info = getattr(model, "feature_info", None)
-    try:
-        return int(info[-1]["reduction"])
-    except (TypeError, KeyError, IndexError):
-        return 32
-
-
-def fit_input_size(model: nn.Module, height: int, width: int) -> tuple[int, int]:
-    """The (H, W) to feed ``model`` an image of ``height`` x ``width``.
-
-    A ViT without ``dynamic_img_size`` only takes its own size: the image is resized to it
-    (the map is resized back, so the aspect is restored). Other models get the image's
-    aspect kept, scaled to the area they were trained at, sides rounded to the stride.
-    """
-    bh, bw = base_input_size(model)
-    if is_vit(model) and not getattr(model, "dynamic_img_size", False):
-        return bh, bw
-    m = size_multiple(model)
-    scale = math.sqrt((bh * bw) / float(height * width))
-    return max(m, round(height * scale / m) * m), max(m, round(width * scale / m) * m)
 
 
 def to_rgb(image: Any, name: str = "image") -> np.ndarray:
@@ -117,22 +63,6 @@ def to_rgb(image: Any, name: str = "image") -> np.ndarray:
         return load_image(image)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{name}: {e}") from e
-
-
-def images_to_tensor(model: nn.Module | None, images: Sequence[np.ndarray], size: tuple[int, int],
-                     cfg: dict | None = None) -> torch.Tensor:
-    """RGB uint8 arrays -> a normalised (B, 3, H, W) float tensor of ``size`` on the CPU.
-    ``cfg`` (mean, std, interpolation) defaults to ``model``'s timm data config."""
-    cfg = cfg if cfg is not None else data_config(model)  # type: ignore[arg-type]
-    resample = _INTERPOLATION.get(str(cfg.get("interpolation", "bicubic")), Image.Resampling.BICUBIC)
-    h, w = size
-    arr = np.stack([
-        np.asarray(Image.fromarray(rgb).resize((w, h), resample), dtype=np.float32) for rgb in images
-    ])
-    x = torch.from_numpy(arr).permute(0, 3, 1, 2).div_(255.0)
-    mean = torch.tensor(cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - mean) / std
 
 
 def prepare_image(model: nn.Module, image: Any, input_size: tuple[int, int] | None = None,

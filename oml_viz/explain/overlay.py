@@ -4,9 +4,13 @@ OpenCV's colormaps return BGR, which is how OML's overlays came to show hot regi
 matplotlib's return RGBA, so the colours here are what the colormap's name promises.
 
 Example:
-    >>> rgb = overlay_heatmap(img, heat, cmap="jet", alpha=0.5)   # doctest: +SKIP
-    >>> rgb.dtype, rgb.shape == img.shape                          # doctest: +SKIP
+    >>> img = np.zeros((4, 6, 3), np.uint8)
+    >>> heat = np.array([[0.0, 1.0]], np.float32)              # any size: resized to the image
+    >>> rgb = overlay_heatmap(img, heat, cmap="jet", alpha=0.5)
+    >>> rgb.dtype, rgb.shape == img.shape
     (dtype('uint8'), True)
+    >>> rgb[0, -1].tolist(), colorize(np.array([[1.0]]))[0, 0].tolist()   # hot = red
+    ([64, 0, 0], [127, 0, 0])
 """
 from __future__ import annotations
 

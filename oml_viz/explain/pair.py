@@ -8,9 +8,18 @@
   dot product with any patch of the other image. Negative scores are cut to zero.
 
 Example:
-    >>> pair = explain_pair(model, query_img, gallery_img)      # doctest: +SKIP
-    >>> q_rgb, g_rgb = pair.overlays()                           # doctest: +SKIP
-    >>> fig = pair.plot()                                         # doctest: +SKIP
+    >>> import timm
+    >>> model = timm.create_model("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=1,
+    ...                           num_heads=2, num_classes=0)
+    >>> rng = np.random.default_rng(0)
+    >>> query_img, gallery_img = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    >>> pair = explain_pair(model, query_img, gallery_img)      # ViT: patch-token matching
+    >>> q_rgb, g_rgb = pair.overlays()
+    >>> q_rgb.shape, pair.query_map.shape
+    ((32, 32, 3), (32, 32))
+    >>> fig = pair.plot(); len(fig.axes)
+    2
+    >>> import matplotlib.pyplot as plt; plt.close(fig)
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from importlib import import_module
 from types import ModuleType
 
+from oml_viz.errors import MissingDependencyError
+
 EXTRA_HINT = "pip install 'oml_viz[loggers]'"
 
 
@@ -17,7 +19,7 @@ def require(module: str, backend: str) -> ModuleType:
     try:
         return import_module(module)
     except ImportError as e:
-        raise ImportError(
+        raise MissingDependencyError(
             f"The {backend!r} logger needs the {module.split('.')[0]!r} package, which is not "
             f"installed: {EXTRA_HINT} (or pip install {module.split('.')[0]})"
         ) from e

@@ -17,6 +17,7 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from oml_viz.errors import InputValueError
 from oml_viz.loggers._sdk import require
 from oml_viz.loggers.base import PipelineLoggerMixin
 
@@ -162,18 +163,17 @@ class ClearMLPipelineLogger(PipelineLoggerMixin, _ClearMLCore):
             "1", "true", "yes", "on"}
         require("clearml", "clearml")
         if not offline_mode and not clearml_has_credentials():
-            raise ValueError("clearml logger: no ClearML credentials (run `clearml-init` or set "
+            raise InputValueError("clearml logger: no ClearML credentials (run `clearml-init` or set "
                              "CLEARML_API_ACCESS_KEY / CLEARML_API_SECRET_KEY), or set "
                              "args.offline_mode: true to log locally")
         super().__init__(project_name, task_name, offline_mode, kwargs)
         self._init_local(save_dir)
 
     def _log_figure(self, fig: Any, title: str, step: int) -> None:
-        import numpy as np
+        from oml_viz.render.figure import figure_to_array
 
         t, series = _split(title)
-        fig.canvas.draw()
-        rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+        rgb = figure_to_array(fig)
         # a negative history keeps every step's image (ClearML's default recycles file names)
         self.experiment.get_logger().report_image(
             title=t, series=series, iteration=step, image=rgb, max_image_history=-1)

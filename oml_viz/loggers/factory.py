@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from importlib import import_module
 from typing import Any
 
+from oml_viz.errors import InputValueError
 from oml_viz.loggers._sdk import require
 
 __all__ = ["BACKENDS", "create_logger"]
@@ -39,17 +40,17 @@ def create_logger(config: Mapping[str, Any] | None = None) -> Any:
     """
     config = {} if config is None else config
     if not isinstance(config, Mapping):
-        raise ValueError(f"logger config must be a mapping with 'name' and 'args', got {config!r}")
+        raise InputValueError(f"logger config must be a mapping with 'name' and 'args', got {config!r}")
     unknown = set(config) - {"name", "args"}
     if unknown:
-        raise ValueError(f"logger config has unknown key(s) {sorted(unknown)}; "
+        raise InputValueError(f"logger config has unknown key(s) {sorted(unknown)}; "
                          "expected 'name' and 'args'")
     name = str(config.get("name") or DEFAULT).lower()
     if name not in BACKENDS:
-        raise ValueError(f"logger.name {name!r} is not one of {sorted(BACKENDS)}")
+        raise InputValueError(f"logger.name {name!r} is not one of {sorted(BACKENDS)}")
     args = config.get("args") or {}
     if not isinstance(args, Mapping):
-        raise ValueError(f"logger.args must be a mapping, got {args!r}")
+        raise InputValueError(f"logger.args must be a mapping, got {args!r}")
 
     module, cls_name, sdk = BACKENDS[name]
     require("lightning.pytorch", name)
@@ -78,5 +79,5 @@ def _check_args(cls: type, name: str, args: Mapping[str, Any]) -> None:
     accepted.discard("self")
     bad = sorted(set(args) - accepted)
     if bad:
-        raise ValueError(f"logger.args has unknown key(s) {bad} for {name!r}; "
+        raise InputValueError(f"logger.args has unknown key(s) {bad} for {name!r}; "
                          f"accepted: {sorted(accepted)}")

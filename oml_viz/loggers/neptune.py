@@ -16,6 +16,8 @@ from typing import Any
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from oml_viz.errors import InputValueError
+from oml_viz.compat.neptune import local_run_id
 from oml_viz.loggers._sdk import require
 from oml_viz.loggers.base import PipelineLoggerMixin
 
@@ -66,7 +68,7 @@ class _NeptuneCore(Logger):
     @property
     def version(self) -> str:
         if self._mode in _LOCAL_MODES:
-            return str(self.experiment._id)  # offline runs get their server id only at sync
+            return local_run_id(self.experiment)  # offline runs get their server id only at sync
         return str(self.experiment["sys/id"].fetch())
 
     @property
@@ -92,7 +94,7 @@ class _NeptuneCore(Logger):
         if self._run is not None:
             if status not in ("success", "finished"):
                 self._run["sys/failed"] = True
-            self._stopped_id = str(self._run._id)
+            self._stopped_id = local_run_id(self._run)
             self._run.stop()
             self._run = None
 
@@ -135,10 +137,10 @@ class NeptunePipelineLogger(PipelineLoggerMixin, _NeptuneCore):
         mode = mode or os.environ.get("NEPTUNE_MODE") or "async"
         if mode not in _LOCAL_MODES:
             if not (api_token or os.environ.get("NEPTUNE_API_TOKEN")):
-                raise ValueError("neptune logger: no API token (set NEPTUNE_API_TOKEN or "
+                raise InputValueError("neptune logger: no API token (set NEPTUNE_API_TOKEN or "
                                  "args.api_token), or set args.mode: offline to log locally")
             if not (project or os.environ.get("NEPTUNE_PROJECT")):
-                raise ValueError("neptune logger: args.project ('workspace/project') is required "
+                raise InputValueError("neptune logger: args.project ('workspace/project') is required "
                                  "unless args.mode is offline")
         super().__init__(project, api_token, mode, name, kwargs)
         self._init_local(save_dir)

@@ -7,6 +7,9 @@ from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
+from oml_viz.errors import InputValueError
+from oml_viz.compat.lightning import detach_wandb_run, wandb_run
+from oml_viz.compat.wandb import netrc_has_key
 from oml_viz.loggers.base import PipelineLoggerMixin
 
 __all__ = ["WandbPipelineLogger", "wandb_has_credentials"]
@@ -16,19 +19,7 @@ def wandb_has_credentials() -> bool:
     """An API key in ``WANDB_API_KEY``, an identity token file, or a netrc entry for the host."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
-    try:
-        from wandb.sdk.lib.wbauth.wbnetrc import read_netrc_auth
-
-        return bool(read_netrc_auth(host=host))
-    except Exception:  # noqa: BLE001 -- older/newer SDK layout: fall back to the standard netrc file
-        import netrc
-        from urllib.parse import urlparse
-
-        try:
-            return netrc.netrc().authenticators(urlparse(host).hostname or host) is not None
-        except (OSError, netrc.NetrcParseError):
-            return False
+    return netrc_has_key(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai"))
 
 
 class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
@@ -63,7 +54,7 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
         mode = os.environ.get("WANDB_MODE", "").lower()
         local = offline or mode in {"offline", "disabled", "dryrun"}
         if not local and not wandb_has_credentials():
-            raise ValueError(
+            raise InputValueError(
                 "wandb logger: no W&B credentials (set WANDB_API_KEY or run `wandb login`), "
                 "or set args.offline: true to log locally"
             )
@@ -76,8 +67,10 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
     def _log_figure(self, fig: Any, title: str, step: int) -> None:
         import wandb
 
-        # a PIL image keeps wandb from needing plotly for matplotlib figures
-        self.experiment.log({title: wandb.Image(_figure_to_pil(fig)), "trainer/global_step": step})
+        from oml_viz.render.figure import figure_to_array
+
+        # pixels keep wandb from needing plotly for matplotlib figures
+        self.experiment.log({title: wandb.Image(figure_to_array(fig)), "trainer/global_step": step})
 
     def _log_pipeline_info(self, flat_cfg: dict[str, Any], files: dict[str, Path],
                            tags: list[str]) -> None:
@@ -91,20 +84,9 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
 
     def finalize(self, status: str = "success") -> None:
         super().finalize(status)  # Lightning's: logs checkpoints on success
-        if self._experiment is not None:
-            run, self._experiment = self._experiment, None
+        run = wandb_run(self)
+        if run is not None:
             # a later use (e.g. trainer.validate after fit) resumes this run, not a new one
-            self._id = run.id
-            self._wandb_init.update(id=run.id, resume="allow")
+            detach_wandb_run(self, resume_id=run.id)
             self._guarded("finish", run.finish, exit_code=0 if status == "success" else 1)
 
-
-def _figure_to_pil(fig: Any) -> Any:
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")

@@ -8,8 +8,15 @@ An extractor checkpoint (written by :func:`save_extractor`) also records the arc
 its keyword arguments, so :func:`load_extractor` rebuilds the model without being told.
 
 Example:
-    >>> save_extractor(extractor, "vit.pt")                  # doctest: +SKIP
-    >>> same = load_extractor("vit.pt")                      # doctest: +SKIP
+    >>> import tempfile, torch
+    >>> from oml_viz.models import ResnetExtractor
+    >>> net = ResnetExtractor("resnet18", normalise_features=True)
+    >>> path = save_extractor(net, Path(tempfile.mkdtemp()) / "net.pt")
+    >>> same = load_extractor(path)
+    >>> type(same).__name__, same.normalise_features
+    ('ResnetExtractor', True)
+    >>> all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), same.state_dict().values()))
+    True
 """
 from __future__ import annotations
 
@@ -19,6 +26,10 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from oml_viz.data.atomic import atomic_path
+from oml_viz.errors import InputFileNotFoundError, InputValueError
+from oml_viz.models.registry import extractor_class
 
 FORMAT = "oml_viz.extractor"
 FORMAT_VERSION = 1
@@ -30,7 +41,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw object stored at ``path`` (safetensors or a torch file, read safely)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"weights: no checkpoint file at {p}")
+        raise InputFileNotFoundError(f"weights: no checkpoint file at {p}")
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -38,9 +49,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle errors, truncated files, non-tensor payloads
-        raise ValueError(f"weights: cannot read {p} as a torch checkpoint with weights_only=True ({e})") from e
+        raise InputValueError(f"weights: cannot read {p} as a torch checkpoint with weights_only=True ({e})") from e
     if not isinstance(obj, dict):
-        raise ValueError(f"weights: {p} holds a {type(obj).__name__}, expected a state dict")  # noqa: TRY004 (file content)
+        raise InputValueError(f"weights: {p} holds a {type(obj).__name__}, expected a state dict")  # noqa: TRY004 (file content)
     return obj
 
 
@@ -53,7 +64,7 @@ def state_dict_of(obj: dict[str, Any], path: str | os.PathLike = "checkpoint") -
             break
     tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not tensors:
-        raise ValueError(f"weights: {path} has no tensors (keys: {sorted(obj)[:8]})")
+        raise InputValueError(f"weights: {path} has no tensors (keys: {sorted(obj)[:8]})")
     return tensors
 
 
@@ -96,7 +107,7 @@ def load_weights(model: nn.Module, path: str | os.PathLike, strict: bool = True)
             k = shape_bad[0]
             parts.append(f"{len(shape_bad)} with another shape (e.g. {k}: file {tuple(sd[k].shape)}, "
                          f"model {tuple(model.state_dict()[k].shape)})")
-        raise ValueError(f"weights: {path} does not fit {type(model).__name__}: " + "; ".join(parts)
+        raise InputValueError(f"weights: {path} does not fit {type(model).__name__}: " + "; ".join(parts)
                          + " (is arch / its keyword arguments the ones it was trained with?)")
     if shape_bad:
         sd = {k: v for k, v in sd.items() if k not in shape_bad}
@@ -112,7 +123,7 @@ def check_config_value(key: str, value: Any) -> Any:
         return type(value)(check_config_value(key, v) for v in value)
     if isinstance(value, dict):
         return {str(k): check_config_value(f"{key}.{k}", v) for k, v in value.items()}
-    raise ValueError(f"model_kwargs[{key!r}]: {type(value).__name__} cannot be stored in a checkpoint "
+    raise InputValueError(f"model_kwargs[{key!r}]: {type(value).__name__} cannot be stored in a checkpoint "
                      "(use plain numbers, strings, bools, tuples)")
 
 
@@ -123,22 +134,21 @@ def save_extractor(extractor: Any, path: str | os.PathLike) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().contiguous() for k, v in extractor.model.state_dict().items()}
-    tmp = p.with_name(p.name + ".tmp")
-    if p.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    with atomic_path(p) as tmp:
+        if p.suffix == ".safetensors":
+            from safetensors.torch import save_file
 
-        save_file(sd, str(tmp), metadata={"format": FORMAT, "arch": extractor.arch})
-    else:
-        torch.save({
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "kind": extractor.kind,
-            "arch": extractor.arch,
-            "model_kwargs": {k: check_config_value(k, v) for k, v in extractor.model_kwargs.items()},
-            "normalise_features": bool(extractor.normalise_features),
-            "state_dict": sd,
-        }, tmp)
-    os.replace(tmp, p)
+            save_file(sd, str(tmp), metadata={"format": FORMAT, "arch": extractor.arch})
+        else:
+            torch.save({
+                "format": FORMAT,
+                "version": FORMAT_VERSION,
+                "kind": extractor.kind,
+                "arch": extractor.arch,
+                "model_kwargs": {k: check_config_value(k, v) for k, v in extractor.model_kwargs.items()},
+                "normalise_features": bool(extractor.normalise_features),
+                "state_dict": sd,
+            }, tmp)
     return p
 
 
@@ -146,13 +156,11 @@ def load_extractor(path: str | os.PathLike, **overrides: Any) -> Any:
     """Rebuild the extractor saved by :func:`save_extractor` (a ``ViTExtractor`` or
     ``ResnetExtractor``, as saved). ``overrides`` replace saved settings, e.g.
     ``normalise_features=True``."""
-    from oml_viz.models.extractor import EXTRACTOR_KINDS
-
     obj = read_checkpoint(path)
     if obj.get("format") != FORMAT:
-        raise ValueError(f"path: {path} is not an oml_viz extractor checkpoint (no architecture recorded); "
+        raise InputValueError(f"path: {path} is not an oml_viz extractor checkpoint (no architecture recorded); "
                          "build the extractor with its arch and pass weights=path instead")
-    cls = EXTRACTOR_KINDS.get(obj.get("kind"), EXTRACTOR_KINDS["timm"])
+    cls = extractor_class(obj.get("kind"))
     kwargs = dict(obj.get("model_kwargs") or {})
     normalise = overrides.pop("normalise_features", obj.get("normalise_features", False))
     arch = overrides.pop("arch", obj["arch"])

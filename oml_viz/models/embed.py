@@ -5,9 +5,16 @@ Images are read with ``oml_viz.data`` (paths, PIL images, arrays, or an OML data
 model's input size and normalised with its own timm data config.
 
 Example:
-    >>> emb = extract_embeddings(model, df, dataset_root="data/", batch_size=64)   # doctest: +SKIP
-    >>> emb.shape, emb.dtype                                                         # doctest: +SKIP
-    ((1200, 384), dtype('float32'))
+    >>> import pandas as pd, tempfile, timm
+    >>> from PIL import Image
+    >>> root = tempfile.mkdtemp()
+    >>> for name in ("a.png", "b.png", "c.png"):
+    ...     Image.new("RGB", (24, 16), "red").save(f"{root}/{name}")
+    >>> df = pd.DataFrame({"path": ["a.png", "b.png", "c.png"], "label": [0, 0, 1]})
+    >>> model = timm.create_model("resnet18", num_classes=0, pretrained=False)
+    >>> emb = extract_embeddings(model, df, batch_size=2, dataset_root=root, input_size=(32, 32), progress=False)
+    >>> emb.shape, emb.dtype
+    ((3, 512), dtype('float32'))
 """
 from __future__ import annotations
 
@@ -19,14 +26,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from oml_viz.errors import InputValueError
 from oml_viz.data.sources import ImageSource
-from oml_viz.explain.inputs import (
+from oml_viz.run_args import check_input_size, resolve_device
+from oml_viz.models.preprocess import (
     base_input_size,
     data_config,
     images_to_tensor,
     model_device,
 )
-from oml_viz.explain.state import preserved_state
+from oml_viz.models.state import preserved_state
 
 
 class _Images(torch.utils.data.Dataset):
@@ -71,12 +80,14 @@ def extract_embeddings(
     from tqdm.auto import tqdm
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputValueError(f"batch_size must be >= 1, got {batch_size}")
     cfg_model = preprocess_model if preprocess_model is not None else model
     source = ImageSource(images, dataset_root)
-    size = tuple(input_size) if input_size is not None else base_input_size(cfg_model)
+    if len(source) == 0:
+        raise ValueError("images is empty: there is nothing to embed")
+    size = check_input_size(input_size) if input_size is not None else base_input_size(cfg_model)
     home = model_device(model)
-    target = torch.device(device) if device is not None else home
+    target = resolve_device(device) if device is not None else home  # no CUDA: our error, not torch's
     loader = torch.utils.data.DataLoader(_Images(source, data_config(cfg_model), size), batch_size=batch_size,  # type: ignore[arg-type]
                                          shuffle=False, num_workers=num_workers)
     chunks: list[np.ndarray] = []

@@ -5,15 +5,21 @@
 ``self.model``, built with ``num_classes=0`` so that it returns pooled features; every
 keyword argument goes to ``timm.create_model``, so a small ViT for 64 px images is
 
-    >>> vit = ViTExtractor("vit_tiny_patch16_224", img_size=64, patch_size=8, depth=4)  # doctest: +SKIP
+    >>> vit = ViTExtractor("vit_tiny_patch16_224", img_size=64, patch_size=8, depth=4)
+    >>> vit.feat_dim, vit.input_size
+    (192, (64, 64))
 
 (192-dim, 3 heads, trainable on a CPU in minutes). ``weights`` is None (random init), a
 checkpoint path (``.pt``/``.pth``/``.ckpt``/``.safetensors``, read safely) or
 ``"pretrained"`` (timm downloads the arch's weights; needs the network).
 
-    >>> vit.save("vit.pt"); vit = ViTExtractor.load("vit.pt")     # doctest: +SKIP
-    >>> emb = vit.extract(df, batch_size=64, dataset_root="data/")  # doctest: +SKIP
-    >>> rgb = vit.draw_attention(img)                              # doctest: +SKIP
+    >>> import numpy as np, tempfile
+    >>> path = vit.save(f"{tempfile.mkdtemp()}/vit.pt"); vit = ViTExtractor.load(path)
+    >>> img = np.zeros((48, 64, 3), np.uint8)
+    >>> vit.extract([img, img], batch_size=2, progress=False).shape
+    (2, 192)
+    >>> vit.draw_attention(img).shape
+    (48, 64, 3)
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from oml_viz.explain.inputs import base_input_size, data_config, is_vit
+from oml_viz.errors import InputFileNotFoundError, InputValueError
 from oml_viz.models.checkpoint import (
     check_config_value,
     load_extractor,
@@ -35,8 +41,13 @@ from oml_viz.models.checkpoint import (
     save_extractor,
 )
 from oml_viz.models.embed import extract_embeddings
+from oml_viz.models.preprocess import base_input_size, data_config, is_vit
+from oml_viz.models.registry import EXTRACTOR_KINDS, register_extractor
+
+__all__ = ["EXTRACTOR_KINDS", "ResnetExtractor", "TimmExtractor", "ViTExtractor"]
 
 
+@register_extractor
 class TimmExtractor(nn.Module):
     """Any timm model as an embedding extractor (the base of the two named ones).
 
@@ -59,18 +70,18 @@ class TimmExtractor(nn.Module):
         import timm
 
         if "num_classes" in model_kwargs and model_kwargs["num_classes"] != 0:
-            raise ValueError("num_classes: extractors return embeddings, so the timm model is built with num_classes=0")
+            raise InputValueError("num_classes: extractors return embeddings, so the timm model is built with num_classes=0")
         model_kwargs.pop("num_classes", None)
         model_kwargs = {k: check_config_value(k, v) for k, v in model_kwargs.items()}
         if not isinstance(arch, str) or not timm.is_model(arch):
-            raise ValueError(f"arch: {arch!r} is not a timm model name (see timm.list_models())")
+            raise InputValueError(f"arch: {arch!r} is not a timm model name (see timm.list_models())")
         pretrained = isinstance(weights, str) and weights == "pretrained"
         if weights is not None and not pretrained and not Path(weights).is_file():
-            raise FileNotFoundError(f"weights: no checkpoint file at {weights} (or pass weights='pretrained' / None)")
+            raise InputFileNotFoundError(f"weights: no checkpoint file at {weights} (or pass weights='pretrained' / None)")
         try:
             self.model = timm.create_model(arch, pretrained=pretrained, num_classes=0, **model_kwargs)
         except TypeError as e:
-            raise ValueError(f"model_kwargs: timm cannot build {arch!r} with {sorted(model_kwargs)}: {e}") from e
+            raise InputValueError(f"model_kwargs: timm cannot build {arch!r} with {sorted(model_kwargs)}: {e}") from e
         if weights is not None and not pretrained:
             load_weights(self.model, weights, strict=strict)
         self.arch = arch
@@ -103,13 +114,17 @@ class TimmExtractor(nn.Module):
         return F.normalize(feats, dim=-1) if self.normalise_features else feats
 
     def extract(self, images: Sequence[Any] | Any, batch_size: int = 32, device: str | torch.device | None = None,
-                *, dataset_root: str | os.PathLike | None = None, num_workers: int = 0,
-                progress: bool = True) -> np.ndarray:
+                *, dataset_root: str | os.PathLike | None = None, input_size: tuple[int, int] | None = None,
+                num_workers: int = 0, progress: bool = True) -> np.ndarray:
         """Embeddings of ``images`` (paths / PIL / arrays, or an OML dataframe with ``path`` and
         optional bbox columns): float32 (N, D), normalised when ``normalise_features``.
-        ``device`` None = where the model is; the model returns there afterwards."""
+        ``device`` None = where the model is; the model returns there afterwards. ``input_size``
+        (H, W): every image is resized to it (default the model's own size; a CNN given 28 px
+        images at ``(28, 28)`` runs in seconds instead of upscaling them to 224 px).
+        The arguments are :func:`oml_viz.models.extract_embeddings`'s."""
         return extract_embeddings(self, images, batch_size, device, dataset_root=dataset_root,
-                                  preprocess_model=self.model, num_workers=num_workers, progress=progress)
+                                  input_size=input_size, preprocess_model=self.model, num_workers=num_workers,
+                                  progress=progress)
 
     # --- checkpoints ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:
@@ -144,13 +159,16 @@ class TimmExtractor(nn.Module):
         return f"arch={self.arch!r}, normalise_features={self.normalise_features}, weights={self.weights!r}"
 
 
+@register_extractor
 class ViTExtractor(TimmExtractor):
     """A timm vision transformer as an extractor; embeddings are its pooled (CLS) features.
 
-    Example (a small ViT for 64 px images, then back from a checkpoint):
-        >>> vit = ViTExtractor("vit_tiny_patch16_224", img_size=64, patch_size=8, depth=4)  # doctest: +SKIP
-        >>> vit.save("vit.pt"); vit = ViTExtractor.load("vit.pt")   # doctest: +SKIP
-        >>> vit.draw_attention(img).shape                            # doctest: +SKIP
+    Example (a small ViT for 32 px images, then back from a checkpoint):
+        >>> import numpy as np, tempfile
+        >>> vit = ViTExtractor("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2)
+        >>> path = vit.save(f"{tempfile.mkdtemp()}/vit.pt"); vit = ViTExtractor.load(path)
+        >>> vit.draw_attention(np.zeros((20, 30, 3), np.uint8)).shape
+        (20, 30, 3)
     """
 
     kind = "vit"
@@ -161,7 +179,7 @@ class ViTExtractor(TimmExtractor):
 
     def _check_kind(self) -> None:
         if not is_vit(self.model):
-            raise ValueError(f"arch: {self.arch!r} is not a vision transformer; use ResnetExtractor/TimmExtractor")
+            raise InputValueError(f"arch: {self.arch!r} is not a vision transformer; use ResnetExtractor/TimmExtractor")
 
     def attention_map(self, img: Any, block: int = -1, head: Any = "mean", rollout: bool = False,
                       **kwargs: Any) -> np.ndarray:
@@ -178,12 +196,15 @@ class ViTExtractor(TimmExtractor):
         return draw_attention(self.model, img, block, head, rollout, **kwargs)
 
 
+@register_extractor
 class ResnetExtractor(TimmExtractor):
     """A timm CNN (ResNet by default; ConvNeXt, EfficientNet... work too) as an extractor.
 
-    Example:
-        >>> net = ResnetExtractor("resnet50", weights="resnet50.safetensors")   # doctest: +SKIP
-        >>> net.draw_gradcam(img).shape                                         # doctest: +SKIP
+    Example (``weights=`` takes a checkpoint file, e.g. ``"resnet50.safetensors"``):
+        >>> import numpy as np
+        >>> net = ResnetExtractor("resnet18")
+        >>> net.draw_gradcam(np.zeros((40, 60, 3), np.uint8), input_size=(64, 96)).shape
+        (40, 60, 3)
     """
 
     kind = "resnet"
@@ -194,9 +215,5 @@ class ResnetExtractor(TimmExtractor):
 
     def _check_kind(self) -> None:
         if is_vit(self.model):
-            raise ValueError(f"arch: {self.arch!r} is a vision transformer; use ViTExtractor")
+            raise InputValueError(f"arch: {self.arch!r} is a vision transformer; use ViTExtractor")
 
-
-EXTRACTOR_KINDS: dict[str, type[TimmExtractor]] = {
-    "timm": TimmExtractor, "vit": ViTExtractor, "resnet": ResnetExtractor,
-}

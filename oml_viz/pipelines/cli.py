@@ -4,14 +4,18 @@
     oml-viz train configs/train.yaml           # train, validating every valid_period epochs
     oml-viz demo [--work-dir demo_output] [--quick] [--force-retrain]
 
-A config problem (unknown key, wrong type, missing file, bad dataframe row) prints one
-``error:`` message naming the key, path or row, and exits with status 2; nothing is trained.
+A config problem (unknown key, wrong type, missing file, bad dataframe row, a tracker package
+that is not installed) prints one ``error:`` message naming the key, path or row, and exits with
+status 2; nothing is trained. Only oml_viz's own input errors (:class:`oml_viz.errors.InputError`)
+are shown that way: any other exception is a bug and shows its traceback.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from collections.abc import Sequence
+
+from oml_viz.errors import InputError
 
 __all__ = ["build_parser", "main"]
 
@@ -33,13 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force-retrain", action="store_true", help="train again even when checkpoints exist")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from oml_viz.data import DataFrameError
-    from oml_viz.pipelines.schema import ConfigError
-
-    return ConfigError, DataFrameError, FileNotFoundError, ValueError, ImportError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -70,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(run, "checkpoint", None) is not None:
             print(f"checkpoint: {run.checkpoint}")
         return 0
-    except _user_errors() as e:
-        # the message names the key, file or row; a traceback would only hide it
+    except InputError as e:
+        # our validation errors name the key, file or row; a traceback would only hide it.
+        # Anything else is a bug (ours or a library's) and keeps its traceback.
         print(f"error: {e}", file=sys.stderr)
         return 2
 

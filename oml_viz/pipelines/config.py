@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 import yaml
 
+from oml_viz.errors import InputFileNotFoundError, InputValueError
 from oml_viz.pipelines.schema import ConfigError, build, in_open_unit, in_unit, positive
 
 __all__ = [
@@ -106,6 +107,10 @@ class MetricArgs:
     fmr_vals: list[float] = field(default_factory=list, metadata={"check": in_open_unit})
     pcf_variance: list[float] = field(default_factory=list, metadata={"check": in_unit})
     return_only_overall_category: bool = False
+    # OML's visualization keys: metric kinds the worst-queries figure never sorts by, and
+    # whether each category also gets its figure
+    metrics_to_exclude_from_visualization: list[str] = field(default_factory=list)
+    visualize_only_overall_category: bool = True
 
     @property
     def top_n(self) -> int:
@@ -116,7 +121,7 @@ class MetricArgs:
     def worst_metric(self) -> str:
         """The metric the worst-queries figure sorts by (mAP when asked for, else CMC, else precision)."""
         for kind, ks in (("map", self.map_top_k), ("cmc", self.cmc_top_k), ("precision", self.precision_top_k)):
-            if ks:
+            if ks and kind not in self.metrics_to_exclude_from_visualization:
                 return f"{kind}/{max(ks)}"
         return "cmc/1"
 
@@ -201,7 +206,12 @@ def config_from_dict(data: Any, kind: str = "validate", base_dir: str | os.PathL
         FileNotFoundError: the dataframe, dataset root or weights file is missing (names the path).
     """
     if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+        raise InputValueError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+    from oml_viz.oml.configs import is_oml_config, translate_oml_config, warn_notes
+
+    if is_oml_config(data):  # OML's pipeline format, detected by its keys
+        data, notes = translate_oml_config(data, kind, base_dir, source)
+        warn_notes(notes, source)
     cfg = build(_KINDS[kind], data, source)
     cfg.source = source
     base = Path(base_dir) if base_dir is not None else Path.cwd()
@@ -213,7 +223,7 @@ def load_config(path: str | os.PathLike, kind: str = "validate") -> ValidateConf
     """Read a YAML config with ``yaml.safe_load`` and check it (see :func:`config_from_dict`)."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"config file not found: {p}")
+        raise InputFileNotFoundError(f"config file not found: {p}")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -230,16 +240,16 @@ def _resolve_inputs(cfg: ValidateConfig, base: Path) -> None:
     ds = cfg.dataset
     ds.dataframe = _resolve(base, ds.dataframe)
     if not Path(ds.dataframe).is_file():
-        raise FileNotFoundError(f"dataset.dataframe: file not found: {ds.dataframe}")
+        raise InputFileNotFoundError(f"dataset.dataframe: file not found: {ds.dataframe}")
     if ds.dataset_root is not None:
         ds.dataset_root = _resolve(base, ds.dataset_root)
         if not Path(ds.dataset_root).is_dir():
-            raise FileNotFoundError(f"dataset.dataset_root: folder not found: {ds.dataset_root}")
+            raise InputFileNotFoundError(f"dataset.dataset_root: folder not found: {ds.dataset_root}")
     w = cfg.model.weights
     if w is not None and w != "pretrained":
         cfg.model.weights = _resolve(base, w)
         if not Path(cfg.model.weights).is_file():
-            raise FileNotFoundError(f"model.weights: file not found: {cfg.model.weights} "
+            raise InputFileNotFoundError(f"model.weights: file not found: {cfg.model.weights} "
                                     "(null = random init, pretrained = timm's weights)")
 
 

@@ -35,6 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from oml_viz.data.atomic import atomic_path, write_atomic
+
 __all__ = ["DEMO_VERSION", "DemoAssets", "demo_assets", "demo_recipe"]
 
 DEMO_VERSION = 1  # bump when the recipe's meaning changes without its values changing
@@ -128,9 +130,7 @@ def _write_yaml(cfg: dict[str, Any], path: Path) -> None:
     import yaml
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(cfg, sort_keys=False))
-    os.replace(tmp, path)
+    write_atomic(path, yaml.safe_dump(cfg, sort_keys=False))
 
 
 @contextmanager
@@ -182,9 +182,8 @@ def _train_or_load(recipe: dict[str, Any], which: str, work_dir: Path, rows: pd.
     with cpu_threads_for_load():
         run = train_pipeline(cfg, quiet=True)
     emb = run.embeddings
-    tmp = emb_path.with_name(emb_path.name + ".tmp.npy")
-    np.save(tmp, emb)
-    os.replace(tmp, emb_path)  # written after the checkpoint: both there means both complete
+    with atomic_path(emb_path) as tmp:  # written after the checkpoint: both there means both complete
+        np.save(tmp, emb)
     return run.extractor, emb, ckpt, True
 
 

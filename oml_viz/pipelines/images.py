@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from oml_viz.data.sources import ImageSource
-from oml_viz.explain.inputs import images_to_tensor
+from oml_viz.models.preprocess import images_to_tensor
 
 
 class ImageTensors(torch.utils.data.Dataset):

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from oml_viz.engine.result import OVERALL
 from oml_viz.pipelines.demo import (
     DemoAssets,
     _key,
@@ -61,7 +62,7 @@ def _cmc1(embeddings: np.ndarray, rows: pd.DataFrame) -> float:
 
     res = retrieve(embeddings, rows["label"].tolist(), rows["is_query"].to_numpy(bool),
                    rows["is_gallery"].to_numpy(bool), top_n=1, progress=False)
-    return float(res.metrics(cmc_top_k=(1,), precision_top_k=(), map_top_k=())["cmc/1"]["OVERALL"])
+    return float(res.metrics(cmc_top_k=(1,), precision_top_k=(), map_top_k=())["cmc/1"][OVERALL])
 
 
 def random_init_cmc1(assets: DemoAssets, quick: bool, progress: bool = True) -> float:
@@ -129,7 +130,7 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
                    rows["is_gallery"].to_numpy(bool), top_n=10, categories=rows["category"].tolist(),
                    progress=False)
     table = res.metrics(**_METRICS)
-    trained = float(table.loc["OVERALL", "cmc/1"])
+    trained = float(table.loc[OVERALL, "cmc/1"])
     random = random_init_cmc1(assets, quick, progress)
 
     files: dict[str, Path] = {"metrics": work / "metrics.csv"}
@@ -154,7 +155,7 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
     try:
         logger.log_pipeline_info({"demo": demo_recipe(quick), "metric_args": _METRICS}, dataframe=rows,
                                  tags=["demo", "validate"])
-        logger.log_metrics({**flat_table(table), "random_init/OVERALL/cmc/1": random}, step=0)
+        logger.log_metrics({**flat_table(table), f"random_init/{OVERALL}/cmc/1": random}, step=0)
         for name, fig in figures.items():
             logger.log_figure(fig, name if name != "worst_queries" else f"worst_queries/{_WORST_METRIC}", step=0)
         status = "success"

@@ -16,6 +16,9 @@ from collections.abc import Hashable, Iterator, Sequence
 
 import numpy as np
 
+from oml_viz.checks import check_int
+from oml_viz.errors import InputValueError
+
 
 class BalancedBatchSampler:
     """Yields lists of dataset indices, ``n_labels`` labels x ``n_instances`` items each.
@@ -33,15 +36,13 @@ class BalancedBatchSampler:
     """
 
     def __init__(self, labels: Sequence[Hashable], n_labels: int, n_instances: int, seed: int = 0):
-        if isinstance(n_labels, bool) or not isinstance(n_labels, int) or n_labels < 2:
-            raise ValueError(f"n_labels must be an int >= 2 (a triplet needs a negative label), got {n_labels!r}")
-        if isinstance(n_instances, bool) or not isinstance(n_instances, int) or n_instances < 2:
-            raise ValueError(f"n_instances must be an int >= 2 (a triplet needs a positive), got {n_instances!r}")
+        n_labels = check_int("n_labels", n_labels, low=2, hint=" (a triplet needs a negative label)")
+        n_instances = check_int("n_instances", n_instances, low=2, hint=" (a triplet needs a positive)")
         codes, uniques = _codes(labels)
         groups = [np.flatnonzero(codes == c) for c in range(len(uniques))]
         self.groups = [g for g in groups if len(g) >= 2]
         if len(self.groups) < n_labels:
-            raise ValueError(
+            raise InputValueError(
                 f"n_labels={n_labels} but only {len(self.groups)} labels have >= 2 items: "
                 "lower sampler.n_labels or use more training labels")
         self.n_labels = n_labels

@@ -33,13 +33,15 @@ import typing
 from collections.abc import Callable
 from typing import Any, Literal, Union
 
+from oml_viz.errors import InputValueError
+
 __all__ = ["ConfigError", "build", "in_open_unit", "in_unit", "positive"]
 
 _MISSING = dataclasses.MISSING
 _FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputValueError):
     """A config that does not fit its schema; ``.problems`` lists ``"key.path: what"`` strings."""
 
     def __init__(self, problems: list[str], source: str | None = None):

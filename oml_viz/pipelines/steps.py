@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from oml_viz.errors import InputValueError
 from oml_viz.pipelines.config import (
     DatasetConfig,
     MetricArgs,
@@ -56,7 +57,7 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {device!r} asked for, but CUDA is not available (use auto or cpu)")
+        raise InputValueError(f"device: {device!r} asked for, but CUDA is not available (use auto or cpu)")
     return torch.device(device)
 
 
@@ -77,7 +78,7 @@ def validation_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The validation split (positions 0..n-1), keeping ``attrs``; an error when it is empty."""
     out = _rows(df, "validation")
     if out.empty:
-        raise ValueError("dataset.dataframe: no rows with split == 'validation': nothing to validate on")
+        raise InputValueError("dataset.dataframe: no rows with split == 'validation': nothing to validate on")
     return out
 
 
@@ -85,7 +86,7 @@ def train_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The train split (positions 0..n-1), keeping ``attrs``; an error when it is empty."""
     out = _rows(df, "train")
     if out.empty:
-        raise ValueError("dataset.dataframe: no rows with split == 'train': nothing to train on")
+        raise InputValueError("dataset.dataframe: no rows with split == 'train': nothing to train on")
     return out
 
 
@@ -105,7 +106,7 @@ def input_size(extractor: Any, image_size: int | None) -> tuple[int, int]:
     size = (int(image_size), int(image_size))
     model = extractor.model
     if hasattr(model, "patch_embed") and not getattr(model, "dynamic_img_size", False) and size != own:
-        raise ValueError(f"image_size: {image_size} does not fit the ViT, built for {own[0]}x{own[1]}; set "
+        raise InputValueError(f"image_size: {image_size} does not fit the ViT, built for {own[0]}x{own[1]}; set "
                          "model.kwargs.img_size to it (or model.kwargs.dynamic_img_size: true)")
     return size
 
@@ -171,11 +172,16 @@ def log_evaluation(logger: Any, res: Any, table: pd.DataFrame, rows: pd.DataFram
         from oml_viz.render import plot_worst_queries
 
         metric = cfg.metric_args.worst_metric
-        fig = plot_worst_queries(res, rows, metric=metric, n_queries=cfg.n_worst_queries)
-        try:
-            logger.log_figure(fig, f"worst_queries/{metric}", step=step)
-        finally:
-            fig.clear()
+        groups: list[Any] = [None]  # None: all queries; then each category, when OML's config asks
+        if not cfg.metric_args.visualize_only_overall_category and "category" in rows.columns:
+            groups += sorted(pd.unique(rows.loc[rows["is_query"].astype(bool), "category"]).tolist(), key=str)
+        for category in groups:
+            fig = plot_worst_queries(res, rows, metric=metric, n_queries=cfg.n_worst_queries, category=category)
+            try:
+                title = f"worst_queries/{metric}" if category is None else f"worst_queries/{category}/{metric}"
+                logger.log_figure(fig, title, step=step)
+            finally:
+                fig.clear()
 
 
 def format_table(table: pd.DataFrame) -> str:

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 from lightning.pytorch import Callback, Trainer
 
+from oml_viz.errors import InputTypeError
 from oml_viz.loggers import MetricValCallback, RetrievalModule
 from oml_viz.pipelines.config import OptimizerConfig, TrainConfig, config_to_dict
 from oml_viz.pipelines.images import ImageTensors
@@ -146,7 +147,8 @@ def train_pipeline(cfg: TrainConfig | dict | str | os.PathLike, logger: Any = No
     extractor) replaces the one ``model:`` describes; ``quiet`` hides Lightning's info lines.
     """
     cfg = as_config(cfg, "train")
-    assert isinstance(cfg, TrainConfig), "train_pipeline needs a train config"
+    if not isinstance(cfg, TrainConfig):
+        raise InputTypeError(f"cfg: train_pipeline needs a train config, got a {type(cfg).__name__}")
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
     df = read_data(cfg.dataset)

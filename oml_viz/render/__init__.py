@@ -1,9 +1,14 @@
 """oml_viz.render: matplotlib displays built with ``matplotlib.figure.Figure`` (no pyplot state).
 
 Example:
-    >>> import oml_viz as ov
-    >>> fig = ov.plot_worst_queries(res, df, metric="map/5")   # doctest: +SKIP
-    >>> rgb = ov.figure_to_array(fig)                          # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> emb = np.array([[0.0], [0.1], [1.0], [1.1]], np.float32)
+    >>> res = ov.retrieve(emb, [0, 1, 0, 1], top_n=3)
+    >>> images = [np.full((16, 16, 3), 60 * i, np.uint8) for i in range(4)]
+    >>> fig = ov.plot_worst_queries(res, images, metric="map/2", n_queries=2, n_instances=2, n_gt=1)
+    >>> rgb = ov.figure_to_array(fig)
+    >>> rgb.dtype, rgb.ndim
+    (dtype('uint8'), 3)
 """
 from .colors import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR
 from .compare import ComparedQueriesDisplay, plot_compared_queries

@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from oml_viz.engine.result import OVERALL
+
 
 def metrics_figure(table: pd.DataFrame, metric: str, cmc_columns: Sequence[str]) -> Figure:
     """Left: ``metric`` per category (bars, OVERALL first). Right: CMC@k for OVERALL and each
@@ -26,7 +28,7 @@ def metrics_figure(table: pd.DataFrame, metric: str, cmc_columns: Sequence[str])
                     va="center", fontsize=7)
     ks = [int(c.split("/")[1]) for c in cmc_columns]
     for name, row in zip(names, table[list(cmc_columns)].to_numpy(dtype=float)):
-        overall = name == "OVERALL"
+        overall = name == OVERALL
         ax_cmc.plot(ks, row, marker="o", ms=3, lw=2.4 if overall else 1.0, color="black" if overall else None,
                     alpha=1.0 if overall else 0.8, label=name, zorder=3 if overall else 2)
     ax_cmc.set_xlabel("k", fontsize=9)

@@ -11,10 +11,15 @@ becomes a placeholder tile naming the problem, and a row with fewer results or g
 asked for leaves the slots empty instead of failing.
 
 Example:
-    >>> res = ov.retrieve(emb, df["label"], df["is_query"], df["is_gallery"])   # doctest: +SKIP
-    >>> fig = plot_worst_queries(res, df, metric="map/5", n_queries=5)          # doctest: +SKIP
-    >>> disp = QueriesDisplay.from_results(res, df, [3, 17]).plot()              # doctest: +SKIP
-    >>> disp.figure_                                                             # doctest: +SKIP
+    >>> import oml_viz as ov
+    >>> df = pd.DataFrame({"label": [0, 1, 0, 1], "is_query": True, "is_gallery": True,
+    ...                    "path": ["a.png", "b.png", "c.png", "d.png"]})   # not on disk: placeholder tiles
+    >>> emb = np.array([[0.0], [0.1], [1.0], [1.1]], np.float32)
+    >>> res = ov.retrieve(emb, df["label"], df["is_query"], df["is_gallery"], top_n=3)
+    >>> fig = plot_worst_queries(res, df, metric="map/2", n_queries=2, n_instances=2, n_gt=1)
+    >>> disp = QueriesDisplay.from_results(res, df, [0, 3], n_instances=2, n_gt=1).plot()
+    >>> [t.role for t in disp.tiles_ if t.row == 0]
+    ['query', 'not_relevant', 'relevant', 'gt']
 """
 from __future__ import annotations
 
@@ -236,9 +241,11 @@ class QueriesDisplay:
             label_names: what a label is called: a ``{label: name}`` mapping (e.g. class names),
                 the name of a dataframe column holding each item's name, or N names (one per item).
         """
-        for name, v in (("n_instances", n_instances), ("n_gt", n_gt), ("n_queries", n_queries)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        for name, v, low in (("n_instances", n_instances, 0), ("n_gt", n_gt, 0), ("n_queries", n_queries, 1)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
+            if v < low:
+                raise ValueError(f"{name} must be >= {low}, got {v!r}" + (" (a figure needs a query)" if low else ""))
         if show_labels is not None and not isinstance(show_labels, bool):
             raise TypeError(f"show_labels must be True, False or None, got {show_labels!r}")
         source = images if isinstance(images, ImageSource) else ImageSource(images, dataset_root, cache=cache)
@@ -256,8 +263,10 @@ class QueriesDisplay:
                 title = f"worst {len(query_ids)} queries by {metric}" + (f", category {category!r}" if category is not None else "")
         else:
             query_ids = np.atleast_1d(np.asarray(query_ids))
+            if query_ids.size == 0:
+                raise ValueError("query_ids is empty: give at least one query's item id")
             if query_ids.dtype.kind not in "iu":
-                raise ValueError(f"query_ids must be integer item ids, got dtype {query_ids.dtype}")
+                raise TypeError(f"query_ids must be integer item ids, got dtype {query_ids.dtype}")
         rows = _rows_from_result(res, list(query_ids), int(n_instances), int(n_gt), metric)
         labels = _caption_labels(res, images, rows, show_labels, label_names)
         return cls(rows, source, n_instances=n_instances, n_gt=n_gt, bbox_mode=bbox_mode,
@@ -420,8 +429,12 @@ def plot_worst_queries(
     or the dataframe's ``category`` column). Other keyword arguments as in :func:`plot_queries`.
 
     Example:
-        >>> fig = plot_worst_queries(res, df, "cmc/1", n_queries=3)    # doctest: +SKIP
-        >>> rgb = figure_to_array(fig)                                 # doctest: +SKIP
+        >>> import oml_viz as ov
+        >>> res = ov.retrieve(np.array([[0.0], [0.1], [1.0], [1.1]], np.float32), [0, 1, 0, 1], top_n=2)
+        >>> images = [np.full((16, 16, 3), 60 * i, np.uint8) for i in range(4)]
+        >>> fig = plot_worst_queries(res, images, "cmc/1", n_queries=3, n_instances=2, n_gt=1)
+        >>> ov.figure_to_array(fig).shape[2]
+        3
     """
     ax, dpi = kwargs.pop("ax", None), kwargs.pop("dpi", 100)
     disp = QueriesDisplay.from_results(res, images, None, metric=metric, n_queries=n_queries, category=category,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Hashable, Sequence
 
@@ -10,27 +9,10 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
+from oml_viz.data.atomic import write_atomic  # noqa: F401 (panels import it from here)
+
 from .png import PngCache, stack_pngs
 from .slot import ImageSlot, run_on_worker
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder: never half-written."""
-    path = Path(path).expanduser()
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"path: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would make the report private to its writer
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def close_tree(widget: w.Widget) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from oml_viz.checks import check_int
 from oml_viz.data.sources import ImageSource
 
 
@@ -35,9 +36,7 @@ class Items:
         return len(self.source)
 
     def check_id(self, item: int, name: str = "item") -> int:
-        if isinstance(item, bool) or not isinstance(item, (int, np.integer)) or not 0 <= int(item) < len(self):
-            raise ValueError(f"{name}: {item!r} is not an item id in 0..{len(self) - 1}")
-        return int(item)
+        return check_int(name, item, low=0, high=len(self) - 1, hint=" (not an item id)")
 
     def image(self, item: int) -> np.ndarray:
         """Full-size RGB uint8 of ``item`` (cropped to its bbox); raises for a missing/broken file."""

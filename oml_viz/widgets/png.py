@@ -13,16 +13,16 @@ Example:
 from __future__ import annotations
 
 import io
-import threading
-from collections import OrderedDict
 from functools import lru_cache
 from typing import Hashable, Sequence
 
 import numpy as np
 from matplotlib import font_manager
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
+
+from oml_viz.data.cache import LRUCache
+from oml_viz.render.figure import figure_to_array
 
 _CAPTION_PX = 12
 
@@ -63,17 +63,7 @@ def png_to_rgb(png: bytes) -> np.ndarray:
 
 def figure_to_png(fig: Figure, dpi: float | None = None) -> bytes:
     """A matplotlib figure -> PNG bytes through an Agg canvas (the figure's own canvas is kept)."""
-    if not isinstance(fig, Figure):
-        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
-    old = fig.canvas
-    canvas = old if isinstance(old, FigureCanvasAgg) else FigureCanvasAgg(fig)
-    buf = io.BytesIO()
-    try:
-        canvas.print_figure(buf, format="png", dpi=dpi or fig.dpi)
-    finally:
-        if canvas is not old:
-            fig.set_canvas(old)
-    return buf.getvalue()
+    return rgb_to_png(figure_to_array(fig, dpi))
 
 
 def upscale(rgb: np.ndarray, side: int) -> np.ndarray:
@@ -139,11 +129,7 @@ def stack_pngs(pngs: Sequence[bytes]) -> bytes:
     return rgb_to_png(out)
 
 
-def _size(value: bytes | np.ndarray) -> int:
-    return int(value.nbytes) if isinstance(value, np.ndarray) else len(value)
-
-
-class PngCache:
+class PngCache(LRUCache):
     """LRU of PNG bytes keyed by a panel's view state (a hashable tuple); thread-safe.
 
     Bounded by ``max_items`` and ``max_bytes``; a value larger than ``max_bytes`` is not kept.
@@ -158,51 +144,14 @@ class PngCache:
     """
 
     def __init__(self, max_items: int = 256, max_bytes: int = 128 * 2**20):
-        if max_items < 1 or max_bytes < 1:
-            raise ValueError(f"max_items and max_bytes must be >= 1, got {max_items}, {max_bytes}")
-        self.max_items, self.max_bytes = int(max_items), int(max_bytes)
-        self._data: OrderedDict[Hashable, bytes | np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        super().__init__(max_bytes=max_bytes, max_items=max_items)
 
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __contains__(self, key: Hashable) -> bool:
-        return key in self._data
-
-    def get(self, key: Hashable) -> bytes | np.ndarray | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
-            return value
-
-    def put(self, key: Hashable, value: bytes | np.ndarray) -> None:
+    def prepare(self, value: bytes | np.ndarray) -> bytes | np.ndarray:
+        """PNG bytes as they are; arrays copied, read-only; anything else refused."""
         if isinstance(value, np.ndarray):
             value = value.copy()
             value.flags.writeable = False
-        elif isinstance(value, (bytes, bytearray)):
-            value = bytes(value)
-        else:
-            raise TypeError(f"PngCache holds bytes or numpy arrays, got {type(value).__name__}")
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._bytes -= _size(old)
-            if _size(value) > self.max_bytes:
-                return
-            self._data[key] = value
-            self._bytes += _size(value)
-            while len(self._data) > self.max_items or self._bytes > self.max_bytes:
-                _, dropped = self._data.popitem(last=False)
-                self._bytes -= _size(dropped)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._data.clear()
-            self._bytes = 0
+            return value
+        if isinstance(value, (bytes, bytearray)):
+            return bytes(value)
+        raise TypeError(f"PngCache holds bytes or numpy arrays, got {type(value).__name__}")

@@ -6,6 +6,8 @@ import html
 import numpy as np
 import pandas as pd
 
+from oml_viz.engine.result import OVERALL
+
 TABLE_STYLE = ("border-collapse:collapse;font:12px sans-serif;"
                "font-variant-numeric:tabular-nums")
 _CELL = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:right"
@@ -32,7 +34,7 @@ def metrics_table_html(table: pd.DataFrame, highlight: str | None = None, digits
             f"{'&mdash;' if np.isnan(v) else f'{v:.{digits}f}'}</td>"
             for c, v in zip(cols, values))
         label = html.escape(str(name))
-        weight = "bold" if str(name) == "OVERALL" else "normal"
+        weight = "bold" if str(name) == OVERALL else "normal"
         rows.append(f"<tr><th style='{_CELL};text-align:left;font-weight:{weight}'>{label}</th>{cells}</tr>")
     return (f"<table class='ov-metrics-table' style='{TABLE_STYLE}'>"
             f"<thead><tr><th style='{_HEAD}'></th>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")

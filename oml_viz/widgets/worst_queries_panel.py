@@ -18,6 +18,7 @@ from typing import Any, Hashable, Sequence
 import ipywidgets as w
 import numpy as np
 
+from oml_viz.checks import check_int
 from oml_viz.render import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_COLOR, QueriesDisplay
 
 from .base import Panel, default_metric, item_categories
@@ -57,8 +58,7 @@ class WorstQueriesPanel(Panel):
         super().__init__(background=background)
         top_n = int(res.retrieved_ids.shape[1])
         for name, v, lo in (("n_queries", n_queries, 1), ("n_instances", n_instances, 1), ("n_gt", n_gt, 0)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
+            check_int(name, v, low=lo)
         if n_instances > top_n:
             raise ValueError(f"n_instances={n_instances} is above the result's top_n={top_n}: "
                              f"call retrieve(..., top_n={n_instances})")
