@@ -4,6 +4,8 @@
 - :class:`WorstQueriesPanel`: the worst queries, paged; a click on a result explains the pair.
 - :class:`AttentionPanel`: ViT attention per item, block, head (mean / one / max) or rollout.
 - :class:`GradCAMPanel`: Grad-CAM per method and layer, toward the own embedding or a gallery item.
+- :class:`ComparePanel`: model a against model b with intervals; the regressed / improved queries.
+- :class:`ConfusionPanel`: the label pairs a model confuses, heat map, a pair's queries.
 - :class:`Dashboard`: all of them as tabs, plus ``save_html`` for a static report.
 
 Images are PNG bytes made without pyplot and cached by view state; clicks update existing
@@ -17,6 +19,8 @@ Example:
 """
 from .attention_panel import AttentionPanel
 from .base import Panel
+from .compare_panel import ComparePanel
+from .confusion_panel import ConfusionPanel
 from .dashboard import Dashboard
 from .gradcam_panel import GradCAMPanel, target_layer_names
 from .metrics_panel import MetricsPanel, metrics_figure
@@ -25,6 +29,8 @@ from .worst_queries_panel import WorstQueriesPanel
 
 __all__ = [
     "AttentionPanel",
+    "ComparePanel",
+    "ConfusionPanel",
     "Dashboard",
     "GradCAMPanel",
     "MetricsPanel",

@@ -19,6 +19,8 @@ from oml_viz.explain.inputs import is_vit, unwrap_model
 
 from .attention_panel import AttentionPanel
 from .base import Panel, close_tree, item_categories, write_atomic
+from .compare_panel import ComparePanel, compare_table_html
+from .confusion_panel import ConfusionPanel
 from .gradcam_panel import GradCAMPanel
 from .items import default_item_ids
 from .metrics_panel import MetricsPanel
@@ -41,8 +43,11 @@ class Dashboard(w.VBox):
         metric: the metric the panels start with.
         gradcam_kwargs: more arguments for :class:`GradCAMPanel` (``methods``, ``layers``, ``input_size``).
         background: False makes every render finish before a call returns.
+        baseline: another result over the same items (e.g. an earlier checkpoint's): adds a
+            Compare tab, ``ov.compare(baseline, res, names=names)``.
+        names: what the Compare tab calls the baseline and ``res``.
 
-    Tabs without what they need (no model, a model that is not a ViT) are left out. A result
+    A Confusions tab (the label pairs ``res`` confuses) is always there. Tabs without what they need (no model, a model that is not a ViT) are left out. A result
     clicked in the Worst queries tab becomes the item of the Attention tab and the item and
     gallery target of the Grad-CAM tab when one of those is opened next (nothing is rendered
     for a hidden tab).
@@ -51,7 +56,8 @@ class Dashboard(w.VBox):
     def __init__(self, res: Any, images: Any, model: Any = None, cnn: Any = None, *,
                  dataset_root: str | os.PathLike | None = None, categories: Sequence[Hashable] | None = None,
                  item_ids: Sequence[int] | None = None, metric: str | None = None,
-                 gradcam_kwargs: dict | None = None, background: bool = True):
+                 gradcam_kwargs: dict | None = None, background: bool = True, baseline: Any = None,
+                 names: tuple[str, str] = ("baseline", "current")):
         super().__init__()
         self.add_class("ov-dashboard")
         self.res, self.images, self.model, self.cnn = res, images, model, cnn
@@ -72,8 +78,14 @@ class Dashboard(w.VBox):
         if cam_model is not None:
             self.gradcam = GradCAMPanel(cam_model, images, res=res, item_ids=item_ids, **common,
                                         **(gradcam_kwargs or {}))
+        self.compare: ComparePanel | None = None
+        if baseline is not None:
+            from oml_viz.analysis import compare
+
+            self.compare = ComparePanel(compare(baseline, res, names=names, categories=cats), images, **common)
+        self.confusions = ConfusionPanel(res, images, **common)
         pages = [("Metrics", self.metrics), ("Worst queries", self.worst), ("Attention", self.attention),
-                 ("Grad-CAM", self.gradcam)]
+                 ("Grad-CAM", self.gradcam), ("Compare", self.compare), ("Confusions", self.confusions)]
         pages = [(t, p) for t, p in pages if p is not None]
         self.tabs = w.Tab(children=[p for _, p in pages], titles=[t for t, _ in pages])
         self.tabs.add_class("ov-tabs")
@@ -127,6 +139,17 @@ class Dashboard(w.VBox):
                 body = "<p>" + ", ".join(f"{html.escape(str(k))} = {html.escape(str(v))}"
                                          for k, v in panel.state.items()) + "</p>"
                 sections.append((name, body, [panel.view_png()]))
+        if self.compare is not None:
+            c = self.compare
+            body = (compare_table_html(c.table, c.metric.value, c.cmp.names)
+                    + f"<p>{html.escape(str(c.state['kind']))} queries by {html.escape(str(c.state['metric']))}, "
+                    f"page {c.state['page'] + 1} of {c.n_pages}</p>")
+            sections.append(("Compare", body, [c.view_png()]))
+        conf = self.confusions
+        body = (f"<p>{len(conf.table)} confused label pairs within the first {conf.state['k']} results"
+                + (f"; queries of label {html.escape(str(conf.selected[0]))} retrieving "
+                   f"{html.escape(str(conf.selected[1]))}" if conf.selected is not None else "") + "</p>")
+        sections.append(("Confusions", body, [conf.view_png()]))
         meta = [("result", repr(self.res))]
         if self.dataset_root is not None:
             meta.append(("dataset root", str(self.dataset_root)))
