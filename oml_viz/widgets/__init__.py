@@ -6,6 +6,8 @@
 - :class:`GradCAMPanel`: Grad-CAM per method and layer, toward the own embedding or a gallery item.
 - :class:`ComparePanel`: model a against model b with intervals; the regressed / improved queries.
 - :class:`ConfusionPanel`: the label pairs a model confuses, heat map, a pair's queries.
+- :class:`EmbeddingMapPanel`: the items on a 2-D map (jupyter-scatter); a lasso shows their images.
+- :class:`DataIssuesPanel`: suspected label errors, near-duplicates and train/validation leaks.
 - :class:`Dashboard`: all of them as tabs, plus ``save_html`` for a static report.
 
 Images are PNG bytes made without pyplot and cached by view state; clicks update existing
@@ -22,6 +24,8 @@ from .base import Panel
 from .compare_panel import ComparePanel
 from .confusion_panel import ConfusionPanel
 from .dashboard import Dashboard
+from .data_issues_panel import DataIssuesPanel
+from .embedding_map_panel import EmbeddingMapPanel
 from .gradcam_panel import GradCAMPanel, target_layer_names
 from .metrics_panel import MetricsPanel, metrics_figure
 from .png import PngCache, figure_to_png, rgb_to_png
@@ -32,6 +36,8 @@ __all__ = [
     "ComparePanel",
     "ConfusionPanel",
     "Dashboard",
+    "DataIssuesPanel",
+    "EmbeddingMapPanel",
     "GradCAMPanel",
     "MetricsPanel",
     "Panel",

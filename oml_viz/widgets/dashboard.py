@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Hashable, Sequence
 
@@ -21,6 +22,8 @@ from .attention_panel import AttentionPanel
 from .base import Panel, close_tree, item_categories, write_atomic
 from .compare_panel import ComparePanel, compare_table_html
 from .confusion_panel import ConfusionPanel
+from .data_issues_panel import DataIssuesPanel
+from .embedding_map_panel import EmbeddingMapPanel
 from .gradcam_panel import GradCAMPanel
 from .items import default_item_ids
 from .metrics_panel import MetricsPanel
@@ -46,6 +49,9 @@ class Dashboard(w.VBox):
         baseline: another result over the same items (e.g. an earlier checkpoint's): adds a
             Compare tab, ``ov.compare(baseline, res, names=names)``.
         names: what the Compare tab calls the baseline and ``res``.
+        map_method: the Map tab's projection of the embeddings (``"umap"``, ``"pca"``, ``"tsne"``;
+            None leaves the tab out).
+        data_issues: False leaves out the Data issues tab (label errors, duplicates, leaks).
 
     A Confusions tab (the label pairs ``res`` confuses) is always there. Tabs without what they need (no model, a model that is not a ViT) are left out. A result
     clicked in the Worst queries tab becomes the item of the Attention tab and the item and
@@ -57,7 +63,8 @@ class Dashboard(w.VBox):
                  dataset_root: str | os.PathLike | None = None, categories: Sequence[Hashable] | None = None,
                  item_ids: Sequence[int] | None = None, metric: str | None = None,
                  gradcam_kwargs: dict | None = None, background: bool = True, baseline: Any = None,
-                 names: tuple[str, str] = ("baseline", "current")):
+                 names: tuple[str, str] = ("baseline", "current"), map_method: str | None = "umap",
+                 data_issues: bool = True):
         super().__init__()
         self.add_class("ov-dashboard")
         self.res, self.images, self.model, self.cnn = res, images, model, cnn
@@ -84,8 +91,16 @@ class Dashboard(w.VBox):
 
             self.compare = ComparePanel(compare(baseline, res, names=names, categories=cats), images, **common)
         self.confusions = ConfusionPanel(res, images, **common)
+        self.embedding_map: EmbeddingMapPanel | None = None
+        if map_method is not None:
+            try:
+                self.embedding_map = EmbeddingMapPanel(res, images, method=map_method, categories=cats, **common)
+            except ImportError as e:  # the maps extra is not installed: the other tabs still work
+                warnings.warn(f"Map tab left out ({e}); pip install 'oml_viz[maps]'", stacklevel=2)
+        self.data_issues: DataIssuesPanel | None = DataIssuesPanel(res, images, **common) if data_issues else None
         pages = [("Metrics", self.metrics), ("Worst queries", self.worst), ("Attention", self.attention),
-                 ("Grad-CAM", self.gradcam), ("Compare", self.compare), ("Confusions", self.confusions)]
+                 ("Grad-CAM", self.gradcam), ("Compare", self.compare), ("Confusions", self.confusions),
+                 ("Map", self.embedding_map), ("Data issues", self.data_issues)]
         pages = [(t, p) for t, p in pages if p is not None]
         self.tabs = w.Tab(children=[p for _, p in pages], titles=[t for t, _ in pages])
         self.tabs.add_class("ov-tabs")
@@ -150,6 +165,15 @@ class Dashboard(w.VBox):
                 + (f"; queries of label {html.escape(str(conf.selected[0]))} retrieving "
                    f"{html.escape(str(conf.selected[1]))}" if conf.selected is not None else "") + "</p>")
         sections.append(("Confusions", body, [conf.view_png()]))
+        if self.embedding_map is not None:
+            m = self.embedding_map
+            body = (f"<p>{len(m.xy)} items, coloured by <b>{html.escape(str(m.color.value))}</b>"
+                    + (f"; {len(m.selected)} selected" if m.selected else "") + "</p>")
+            sections.append(("Map", body, [m.view_png()]))
+        if self.data_issues is not None:
+            di = self.data_issues
+            sections.append(("Data issues", f"<p>{di.summary.value}</p><p>view: {html.escape(di.view.value)}, "
+                             f"page {di.page + 1} of {di.n_pages}</p>", [di.view_png()]))
         meta = [("result", repr(self.res))]
         if self.dataset_root is not None:
             meta.append(("dataset root", str(self.dataset_root)))
