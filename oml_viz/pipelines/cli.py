@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run = train_pipeline(cfg)
         print(format_table(run.metrics))
+        if getattr(run, "comparison_table", None) is not None:
+            print("\ncompared with the baseline (95% paired-bootstrap interval, sign-flip p-value):")
+            print(format_table(run.comparison_table.T))
         if getattr(run, "checkpoint", None) is not None:
             print(f"checkpoint: {run.checkpoint}")
         return 0

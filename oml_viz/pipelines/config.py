@@ -19,14 +19,28 @@ A validate config (every key but ``dataset.dataframe`` has a default)::
     metric_args: {cmc_top_k: [1, 5], map_top_k: [5], fmr_vals: [0.1], pcf_variance: [0.5]}
     logger: {name: tensorboard, args: {save_dir: logs}}
     log_images: true
+    baseline:                         # optional: compare with another model (logs compare/...)
+      embeddings: old_embeddings.npy  # a saved (N, D) .npy / .pt file, or model: {...} + weights
+      name: v1
 
 A train config adds ``loss``, ``optimizer``, ``epochs``, ``sampler``, ``valid_period``,
 ``checkpoint`` (see :class:`TrainConfig`).
 
 Example:
-    >>> cfg = load_config("configs/validate.yaml", "validate")   # doctest: +SKIP
-    >>> cfg.metric_args.cmc_top_k                                # doctest: +SKIP
-    [1, 5]
+    >>> import tempfile
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> (folder / "df.csv").write_text("label,path,split,is_query,is_gallery\\n")
+    37
+    >>> _ = (folder / "validate.yaml").write_text("dataset: {dataframe: df.csv}\\nmetric_args: {cmc_top_k: [1, 5]}\\n")
+    >>> cfg = load_config(folder / "validate.yaml", "validate")
+    >>> cfg.metric_args.cmc_top_k, cfg.dataset.dataframe == str(folder / "df.csv")   # paths: from the file's folder
+    ([1, 5], True)
+    >>> _ = (folder / "typo.yaml").write_text("dataset: {dataframe: df.csv}\\nmetric_args: {cmc_topk: [1]}\\n")
+    >>> load_config(folder / "typo.yaml", "validate")   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    oml_viz.pipelines.schema.ConfigError: invalid config ...typo.yaml: 1 problem(s):
+      metric_args.cmc_topk: unknown key...
 """
 from __future__ import annotations
 
@@ -43,6 +57,7 @@ from oml_viz.pipelines.schema import ConfigError, build, in_open_unit, in_unit, 
 
 __all__ = [
     "LOGGER_NAMES",
+    "BaselineConfig",
     "ConfigError",
     "DatasetConfig",
     "LoggerConfig",
@@ -134,6 +149,33 @@ class LoggerConfig:
     args: dict[str, Any] = field(default_factory=dict)
 
 
+def _compare_metric(v: str) -> str | None:
+    from oml_viz.engine.metrics import parse_metric
+
+    try:
+        parse_metric(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+@dataclass
+class BaselineConfig:
+    """A model to compare against (``oml-viz validate`` logs ``compare/OVERALL/map/5/delta``, ...).
+
+    Either ``model`` (with its ``weights``: it embeds the validation rows) or ``embeddings``: a saved
+    (N, D) ``.npy`` / ``.pt`` file, one row per validation row (or per dataframe row). ``metrics``
+    default to the ``metric_args``' per-query metrics (cmc, precision, map).
+    """
+
+    model: ModelConfig | None = None
+    embeddings: str | None = None
+    name: str = "baseline"
+    metrics: list[str] = field(default_factory=list, metadata={"check": _compare_metric})
+    n_boot: int = field(default=1000, metadata={"check": _at_least(100)})
+    kind: Literal["regressed", "improved", "changed"] = "regressed"
+
+
 @dataclass
 class ValidateConfig:
     """``oml-viz validate``: extract, retrieve, compute and log metrics on the validation split."""
@@ -152,6 +194,7 @@ class ValidateConfig:
     seed: int = 0
     tags: list[str] = field(default_factory=list)
     progress: bool = True
+    baseline: BaselineConfig | None = None
 
     # set by load_config: the file it came from (not a config key)
     source: str | None = field(default=None, init=False, repr=False, compare=False)
@@ -251,6 +294,27 @@ def _resolve_inputs(cfg: ValidateConfig, base: Path) -> None:
         if not Path(cfg.model.weights).is_file():
             raise InputFileNotFoundError(f"model.weights: file not found: {cfg.model.weights} "
                                     "(null = random init, pretrained = timm's weights)")
+    if cfg.baseline is not None:
+        _resolve_baseline(cfg.baseline, base, cfg.source)
+
+
+def _resolve_baseline(bl: BaselineConfig, base: Path, source: str | None) -> None:
+    if (bl.model is None) == (bl.embeddings is None):
+        raise ConfigError(["baseline: give either model (a second model and its weights) or embeddings "
+                           "(a saved .npy / .pt file), not both and not neither"], source)
+    if bl.name in ("", "current", "delta", "ci_low", "ci_high", "p_value"):
+        raise ConfigError([f"baseline.name: {bl.name!r} names a column of the comparison; choose another"], source)
+    if bl.embeddings is not None:
+        bl.embeddings = _resolve(base, bl.embeddings)
+        if not Path(bl.embeddings).is_file():
+            raise InputFileNotFoundError(f"baseline.embeddings: file not found: {bl.embeddings}")
+        if Path(bl.embeddings).suffix.lower() not in (".npy", ".pt", ".pth"):
+            raise ConfigError([f"baseline.embeddings: expected a .npy or .pt file, got {bl.embeddings}"], source)
+    w = bl.model.weights if bl.model is not None else None
+    if w is not None and w != "pretrained":
+        bl.model.weights = _resolve(base, w)  # type: ignore[union-attr]
+        if not Path(bl.model.weights).is_file():  # type: ignore[union-attr]
+            raise InputFileNotFoundError(f"baseline.model.weights: file not found: {bl.model.weights}")  # type: ignore[union-attr]
 
 
 def config_to_dict(cfg: ValidateConfig) -> dict[str, Any]:

@@ -2,11 +2,22 @@
 
 Steps: read and check the dataframe, build the extractor, embed the validation rows, retrieve,
 compute the metrics table, then log the pipeline info, the metrics and (``log_images``) the
-worst-queries figure through :func:`oml_viz.loggers.create_logger`.
+worst-queries figure through :func:`oml_viz.loggers.create_logger`. With a ``baseline:`` block,
+the same for the baseline, then the comparison (:mod:`oml_viz.pipelines.baseline`).
 
 Example:
-    >>> run = validate_pipeline("configs/validate.yaml")       # doctest: +SKIP
-    >>> run.metrics.loc["OVERALL", "cmc/1"]                   # doctest: +SKIP
+    >>> import tempfile
+    >>> from oml_viz.datasets import make_demo_dataset
+    >>> root = tempfile.mkdtemp()
+    >>> _ = make_demo_dataset(f"{root}/data", n_classes=16, images_per_class=3, size=32, progress=False)
+    >>> tiny_vit = {"kind": "vit", "arch": "vit_tiny_patch16_224",
+    ...             "kwargs": {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}}
+    >>> cfg = {"dataset": {"dataframe": f"{root}/data/df.csv"}, "model": tiny_vit, "progress": False,
+    ...        "logger": {"args": {"save_dir": f"{root}/logs"}},
+    ...        "metric_args": {"cmc_top_k": [1], "precision_top_k": [2], "map_top_k": [2]}}
+    >>> run = validate_pipeline(cfg)            # a dict, a ValidateConfig or a YAML file's path
+    >>> bool(0.0 <= run.metrics.loc["OVERALL", "cmc/1"] <= 1.0), run.embeddings.shape
+    (True, (24, 32))
 """
 from __future__ import annotations
 
@@ -49,6 +60,8 @@ class ValidationRun:
     extractor: Any
     logger: Any
     config: ValidateConfig
+    comparison: Any = None  # with a baseline: ov.compare(baseline, current)
+    comparison_table: pd.DataFrame | None = None
 
 
 def as_config(cfg: ValidateConfig | dict | str | os.PathLike, kind: str) -> ValidateConfig:
@@ -86,7 +99,13 @@ def validate_pipeline(cfg: ValidateConfig | dict | str | os.PathLike, logger: An
         emb = embed(extractor, rows, cfg, device)
         res, table = evaluate(emb, rows, cfg.metric_args, cfg.distance, device, progress=cfg.progress)
         log_evaluation(logger, res, table, rows, cfg, step=0)
+        cmp = cmp_table = None
+        if cfg.baseline is not None:
+            from oml_viz.pipelines.baseline import log_comparison, run_comparison
+
+            cmp, cmp_table = run_comparison(res, rows, df, cfg, device)
+            log_comparison(logger, cmp, cmp_table, rows, cfg, step=0)
         status = "success"
     finally:
         logger.finalize(status)
-    return ValidationRun(table, res, emb, rows, extractor, logger, cfg)
+    return ValidationRun(table, res, emb, rows, extractor, logger, cfg, cmp, cmp_table)
