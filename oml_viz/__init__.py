@@ -11,7 +11,7 @@ Example:
     >>> import numpy as np, oml_viz as ov
     >>> res = ov.retrieve(np.eye(4, dtype="float32"), [0, 0, 1, 1], top_n=2)
     >>> float(res.metrics(cmc_top_k=(1,), precision_top_k=(1,), map_top_k=(1,))["cmc/1"]["OVERALL"])
-    0.0
+    0.5
 """
 from __future__ import annotations
 

@@ -16,9 +16,13 @@ Example:
     >>> Image.new("RGB", (8, 8)).save(f"{root}/a.png")
     >>> pd.DataFrame({"label": [0, 1], "path": ["a.png", "missing.png"], "split": "validation",
     ...               "is_query": True, "is_gallery": True}).to_csv(f"{root}/df.csv", index=False)
-    >>> df = read_dataframe(f"{root}/df.csv")
-    >>> [str(p) for p in check_dataframe(df, root)]   # doctest: +ELLIPSIS
-    ['row 1, column path: ...missing.png...']
+    >>> [str(p) for p in check_dataframe(pd.read_csv(f"{root}/df.csv"), root)]   # doctest: +ELLIPSIS
+    ["row 1, column 'path': file not found: ...missing.png"]
+    >>> read_dataframe(f"{root}/df.csv")   # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    oml_viz.data.dataframe.DataFrameError: invalid OML dataframe: 1 problem(s):
+      row 1, column 'path': file not found: ...missing.png
 """
 from __future__ import annotations
 
@@ -333,12 +337,14 @@ def validate_dataframe(
     The error lists every problem with its row (index label) and column.
 
     Example:
-        >>> df = pd.DataFrame({"label": [0, 0], "path": ["a.png", "b.png"], "split": "validation",
-        ...                    "is_query": [True, "yes"], "is_gallery": True})
-        >>> validate_dataframe(df, check_files=False)   # doctest: +ELLIPSIS
+        >>> df = pd.DataFrame({"label": [0, 0], "path": ["a.png", "b.png"], "split": ["validation", "test"],
+        ...                    "is_query": True, "is_gallery": [True, 2]})
+        >>> validate_dataframe(df, check_files=False)
         Traceback (most recent call last):
         ...
-        oml_viz.data.dataframe.DataFrameError: ...row 1, column is_query...
+        oml_viz.data.dataframe.DataFrameError: invalid OML dataframe: 2 problem(s):
+          row 1, column 'split': must be one of ('train', 'validation'), got 'test'
+          row 1, column 'is_gallery': must be True/False (or 1/0), got 2
     """
     problems = check_dataframe(df, dataset_root, check_files=check_files, decode=decode, progress=progress)
     if problems:

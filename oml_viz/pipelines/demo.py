@@ -16,9 +16,10 @@ The two models:
   32-256, output stride 16 so the last stage is a 4x4 map at 64 px), trained briefly the same way.
 
 Example:
-    >>> assets = demo_assets("demo_output")                       # doctest: +SKIP
-    >>> assets.df.shape, assets.embeddings.shape                   # doctest: +SKIP
-    ((1440, 7), (1440, 128))
+    >>> recipe = demo_recipe(quick=True)   # demo_assets("demo_output") trains with it (minutes on a CPU)
+    >>> cfg = train_config(recipe, "vit", Path("demo_output"))
+    >>> cfg["epochs"], cfg["model"]["arch"], cfg["model"]["kwargs"]["img_size"]
+    (8, 'vit_tiny_patch16_224', 32)
 """
 from __future__ import annotations
 

@@ -5,8 +5,13 @@ model's own timm data config) and kept in memory: small demo-sized datasets are 
 disk once per run instead of once per epoch.
 
 Example:
-    >>> ds = ImageTensors(df, model.model, (64, 64))     # doctest: +SKIP
-    >>> x, label = ds[0]                                  # doctest: +SKIP
+    >>> import timm
+    >>> df = pd.DataFrame({"path": [np.zeros((20, 30, 3), np.uint8)] * 3, "label": ["b", "a", "b"]})
+    >>> model = timm.create_model("resnet18", num_classes=0, pretrained=False)
+    >>> ds = ImageTensors(df, model, (64, 64))
+    >>> x, label = ds[2]
+    >>> tuple(x.shape), int(label), ds.label_codes.tolist()
+    ((3, 64, 64), 0, [0, 1, 0])
 """
 from __future__ import annotations
 

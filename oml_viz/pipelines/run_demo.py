@@ -5,13 +5,19 @@
 2. retrieval with the trained ViT on the validation split, and with the same ViT at its
    random initialisation, so the printout shows what training bought;
 3. logs the metrics, the worst queries and the explanations to TensorBoard (``<work_dir>/logs``);
-4. writes ``metrics.csv``, ``worst_queries.png``, ``attention.png``, ``gradcam.png`` and
-   ``report.html`` (the widgets' dashboard as a static page) into ``work_dir``.
+4. writes ``metrics.csv``, ``worst_queries.png``, ``attention.png``, ``gradcam.png``,
+   ``compare.png`` (trained against random-init ViT, query by query), ``confusions.png`` (the
+   label pairs the trained ViT mixes up) and ``report.html`` (the widgets' dashboard as a static
+   page, with its Compare and Confusions tabs) into ``work_dir``.
 
 Example:
-    >>> summary = run_demo("demo_output", quick=True)         # doctest: +SKIP
-    >>> summary.trained_cmc1 > summary.random_cmc1             # doctest: +SKIP
-    True
+    ``run_demo("demo_output", quick=True)`` (a few minutes on a CPU; ``tests/test_demo.py`` runs
+    it) is what ``oml-viz demo --quick`` calls:
+
+    >>> from oml_viz.pipelines.cli import build_parser
+    >>> args = build_parser().parse_args(["demo", "--quick", "--work-dir", "demo_output"])
+    >>> args.work_dir, args.quick, args.force_retrain
+    ('demo_output', True, False)
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ import json
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +43,7 @@ from oml_viz.pipelines.demo import (
     demo_recipe,
 )
 
-__all__ = ["NOTEBOOK", "DemoSummary", "random_init_cmc1", "run_demo"]
+__all__ = ["NOTEBOOK", "DemoSummary", "random_init_cmc1", "random_init_embeddings", "run_demo"]
 
 NOTEBOOK = "notebooks/visualization.ipynb"
 _METRICS = {"cmc_top_k": (1, 5), "precision_top_k": (5,), "map_top_k": (5,), "fmr_vals": (0.1,),
@@ -74,6 +81,21 @@ def random_init_cmc1(assets: DemoAssets, quick: bool, progress: bool = True) -> 
             return float(json.loads(cache.read_text())["cmc/1"])
         except (ValueError, KeyError):
             pass  # a broken cache is recomputed
+    emb = random_init_embeddings(assets, quick, progress)
+    value = _cmc1(emb, assets.df)
+    cache.write_text(json.dumps({"cmc/1": value}))
+    return value
+
+
+def random_init_embeddings(assets: DemoAssets, quick: bool, progress: bool = True) -> np.ndarray:
+    """The demo ViT's validation embeddings at the initialisation training started from (same
+    seed): the baseline the demo compares the trained ViT with. Cached next to the checkpoints."""
+    recipe = demo_recipe(quick)
+    cache = assets.work_dir / "checkpoints" / f"vit-{_key(recipe, 'vit')}.random_emb.npy"
+    if cache.is_file():
+        emb = np.load(cache)
+        if emb.shape[0] == len(assets.df):
+            return emb
     from oml_viz.pipelines.config import ModelConfig
     from oml_viz.pipelines.steps import build_extractor, seed_everything
 
@@ -82,9 +104,24 @@ def random_init_cmc1(assets: DemoAssets, quick: bool, progress: bool = True) -> 
     fresh = build_extractor(ModelConfig(arch=m["arch"], kind=m["kind"], normalise_features=m["normalise_features"],
                                         kwargs=m["kwargs"]))
     emb = fresh.extract(assets.df, batch_size=128, progress=progress)
-    value = _cmc1(emb, assets.df)
-    cache.write_text(json.dumps({"cmc/1": value}))
-    return value
+    tmp = cache.with_name(cache.name + ".tmp.npy")
+    np.save(tmp, emb)
+    os.replace(tmp, cache)
+    return emb
+
+
+def _comparison(assets: DemoAssets, res: Any, quick: bool, progress: bool) -> tuple[Any, str]:
+    """(trained ViT against its random init, the kind of change to show: regressed when any)."""
+    from oml_viz.analysis import compare
+    from oml_viz.engine import retrieve
+
+    rows = assets.df
+    base = retrieve(random_init_embeddings(assets, quick, progress), rows["label"].tolist(),
+                    rows["is_query"].to_numpy(bool), rows["is_gallery"].to_numpy(bool), top_n=10,
+                    categories=rows["category"].tolist(), progress=False)
+    cmp = compare(base, res, names=("random init", "trained"))
+    kind = "regressed" if len(cmp.changed(_WORST_METRIC, "regressed", 1)) else "improved"
+    return cmp, kind
 
 
 def _explanation_grid(images: list[np.ndarray], overlays: list[np.ndarray], ids: list[int], title: str) -> Any:
@@ -116,7 +153,7 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
     from oml_viz.engine import retrieve
     from oml_viz.loggers import create_logger
     from oml_viz.pipelines.steps import flat_table, format_table
-    from oml_viz.render import plot_worst_queries
+    from oml_viz.render import plot_compared_queries, plot_confusions, plot_worst_queries
 
     say = echo or (lambda s: None)
     work = Path(work_dir).expanduser().resolve()
@@ -146,6 +183,12 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
         "gradcam": _explanation_grid(images, [assets.cnn.draw_gradcam(im) for im in images], worst,
                                      "Grad-CAM of the CNN's embedding (layer4), worst queries"),
     }
+    cmp, kind = _comparison(assets, res, quick, progress)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the no-ground-truth note: the metrics table gave it
+        cmp_table = cmp.table(metrics=("cmc/1", _WORST_METRIC), seed=0)
+    figures["compare"] = plot_compared_queries(cmp, rows, kind=kind, metric=_WORST_METRIC, n_queries=5)
+    figures["confusions"] = plot_confusions(res, k=5, top=20)
     for name, fig in figures.items():
         files[name] = work / f"{name}.png"
         fig.savefig(files[name], format="png")
@@ -155,19 +198,25 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
     try:
         logger.log_pipeline_info({"demo": demo_recipe(quick), "metric_args": _METRICS}, dataframe=rows,
                                  tags=["demo", "validate"])
-        logger.log_metrics({**flat_table(table), f"random_init/{OVERALL}/cmc/1": random}, step=0)
+        logger.log_metrics({**flat_table(table), f"random_init/{OVERALL}/cmc/1": random,
+                            **{f"compare/{k}": v for k, v in flat_table(cmp_table).items()}}, step=0)
         for name, fig in figures.items():
             logger.log_figure(fig, name if name != "worst_queries" else f"worst_queries/{_WORST_METRIC}", step=0)
         status = "success"
     finally:
         logger.finalize(status)
 
-    files["report"] = _write_report(assets, res, work / "report.html")
+    files["report"] = _write_report(assets, res, work / "report.html", baseline=cmp.a)
 
     say("")
     say(format_table(table))
     say("")
     say(f"CMC@1  trained ViT: {trained:.3f}   random-init ViT (same architecture, same data): {random:.3f}")
+    ci = cmp_table.loc[OVERALL]
+    say(f"{_WORST_METRIC}  trained minus random init: {ci[f'{_WORST_METRIC}/delta']:+.3f}  95% interval "
+        f"[{ci[f'{_WORST_METRIC}/ci_low']:+.3f}, {ci[f'{_WORST_METRIC}/ci_high']:+.3f}], "
+        f"p = {ci[f'{_WORST_METRIC}/p_value']:.3g}; {len(cmp.changed(_WORST_METRIC, 'regressed', None))} queries "
+        "got worse")
     say("")
     say("written:")
     for name, path in files.items():
@@ -179,11 +228,12 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
     return DemoSummary(table, trained, random, files, work, assets.trained_now)
 
 
-def _write_report(assets: DemoAssets, res: Any, path: Path) -> Path:
+def _write_report(assets: DemoAssets, res: Any, path: Path, baseline: Any = None) -> Path:
     """The widgets' dashboard as a static HTML page (every tab's current view)."""
     from oml_viz.widgets import Dashboard
 
-    dash = Dashboard(res, assets.df, model=assets.vit, cnn=assets.cnn, metric=_WORST_METRIC, background=False)
+    dash = Dashboard(res, assets.df, model=assets.vit, cnn=assets.cnn, metric=_WORST_METRIC, background=False,
+                     baseline=baseline, names=("random init", "trained"))
     try:
         return dash.save_html(path, title="oml_viz demo report")
     finally:

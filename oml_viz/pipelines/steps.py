@@ -4,11 +4,24 @@ Each step takes the parsed config section it needs, so the pipelines read as a l
 and notebooks can call one step on its own.
 
 Example:
-    >>> df = read_data(cfg.dataset)                              # doctest: +SKIP
-    >>> ext = build_extractor(cfg.model)                         # doctest: +SKIP
-    >>> val = validation_rows(df)                                # doctest: +SKIP
-    >>> emb = embed(ext, val, cfg)                               # doctest: +SKIP
-    >>> res, table = evaluate(emb, val, cfg.metric_args)         # doctest: +SKIP
+    >>> import tempfile
+    >>> from oml_viz.datasets import make_demo_dataset
+    >>> root = tempfile.mkdtemp()
+    >>> _ = make_demo_dataset(f"{root}/data", n_classes=16, images_per_class=3, size=32, progress=False)
+    >>> tiny_vit = {"kind": "vit", "arch": "vit_tiny_patch16_224",
+    ...             "kwargs": {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}}
+    >>> raw = {"dataset": {"dataframe": f"{root}/data/df.csv"}, "model": tiny_vit, "progress": False,
+    ...        "logger": {"args": {"save_dir": f"{root}/logs"}},
+    ...        "metric_args": {"cmc_top_k": [1], "precision_top_k": [2], "map_top_k": [2]}}
+    >>> from oml_viz.pipelines.config import config_from_dict
+    >>> cfg = config_from_dict(raw, "validate")
+    >>> df = read_data(cfg.dataset)
+    >>> ext = build_extractor(cfg.model)
+    >>> val = validation_rows(df)
+    >>> emb = embed(ext, val, cfg)
+    >>> res, table = evaluate(emb, val, cfg.metric_args)
+    >>> len(val), emb.shape, sorted(flat_table(table))[:2]
+    (24, (24, 32), ['OVERALL/cmc/1', 'OVERALL/map/2'])
 """
 from __future__ import annotations
 

@@ -9,8 +9,19 @@ metrics of the model it returns. The learning rate warms up for the first 5% of 
 then follows a cosine to zero (ViTs trained from scratch need the warm-up).
 
 Example:
-    >>> run = train_pipeline("configs/train.yaml")            # doctest: +SKIP
-    >>> run.metrics.loc["OVERALL", "cmc/1"], run.checkpoint   # doctest: +SKIP
+    >>> import tempfile
+    >>> from oml_viz.datasets import make_demo_dataset
+    >>> root = tempfile.mkdtemp()
+    >>> _ = make_demo_dataset(f"{root}/data", n_classes=16, images_per_class=3, size=32, progress=False)
+    >>> tiny_vit = {"kind": "vit", "arch": "vit_tiny_patch16_224",
+    ...             "kwargs": {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}}
+    >>> cfg = {"dataset": {"dataframe": f"{root}/data/df.csv"}, "model": tiny_vit, "progress": False,
+    ...        "logger": {"args": {"save_dir": f"{root}/logs"}},
+    ...        "metric_args": {"cmc_top_k": [1], "precision_top_k": [2], "map_top_k": [2]}}
+    >>> cfg.update(epochs=1, sampler={"n_labels": 2, "n_instances": 2}, checkpoint=f"{root}/vit.pt")
+    >>> run = train_pipeline(cfg, quiet=True)
+    >>> bool(0.0 <= run.metrics.loc["OVERALL", "cmc/1"] <= 1.0), run.checkpoint.name
+    (True, 'vit.pt')
 """
 from __future__ import annotations
 

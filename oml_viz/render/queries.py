@@ -11,13 +11,16 @@ becomes a placeholder tile naming the problem, and a row with fewer results or g
 asked for leaves the slots empty instead of failing.
 
 Example:
-    >>> import oml_viz as ov
+    >>> import tempfile, oml_viz as ov
+    >>> root = tempfile.mkdtemp()
     >>> df = pd.DataFrame({"label": [0, 1, 0, 1], "is_query": True, "is_gallery": True,
-    ...                    "path": ["a.png", "b.png", "c.png", "d.png"]})   # not on disk: placeholder tiles
+    ...                    "path": ["a.png", "b.png", "c.png", "d.png"]})
+    >>> for i, p in enumerate(df["path"]):
+    ...     Image.new("RGB", (20, 16), (60 * i, 0, 0)).save(f"{root}/{p}")
     >>> emb = np.array([[0.0], [0.1], [1.0], [1.1]], np.float32)
     >>> res = ov.retrieve(emb, df["label"], df["is_query"], df["is_gallery"], top_n=3)
-    >>> fig = plot_worst_queries(res, df, metric="map/2", n_queries=2, n_instances=2, n_gt=1)
-    >>> disp = QueriesDisplay.from_results(res, df, [0, 3], n_instances=2, n_gt=1).plot()
+    >>> fig = plot_worst_queries(res, df, metric="map/2", n_queries=2, n_instances=2, n_gt=1, dataset_root=root)
+    >>> disp = QueriesDisplay.from_results(res, df, [0, 3], n_instances=2, n_gt=1, dataset_root=root).plot()
     >>> [t.role for t in disp.tiles_ if t.row == 0]
     ['query', 'not_relevant', 'relevant', 'gt']
 """
