@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from oml_viz.errors import InputTypeError, InputValueError
+
 from oml_viz.engine.result import OVERALL
 
 __all__ = ["EmbeddingMetrics"]
@@ -93,7 +95,7 @@ class EmbeddingMetrics:
         dataset_root: str | None = None,
     ) -> None:
         if postprocessor is not None:
-            raise ValueError("postprocessor: OML's re-rankers work on OML's own RetrievalResults and are "
+            raise InputValueError("postprocessor: OML's re-rankers work on OML's own RetrievalResults and are "
                              "not supported here; pass postprocessor=None")
         self.dataset = dataset
         self._items = _items_of(dataset)
@@ -122,7 +124,7 @@ class EmbeddingMetrics:
         """Start a new epoch: forget the stored embeddings, results and metrics."""
         n = len(self._items["labels"]) if num_samples is None else int(num_samples)
         if n != len(self._items["labels"]):
-            raise ValueError(f"num_samples={n} but the dataset has {len(self._items['labels'])} items")
+            raise InputValueError(f"num_samples={n} but the dataset has {len(self._items['labels'])} items")
         self._num_samples = n
         self._storage = None
         self._counts = np.zeros(n, dtype=np.int64)
@@ -138,22 +140,22 @@ class EmbeddingMetrics:
         idx = indices.detach().cpu().numpy() if torch.is_tensor(indices) else np.asarray(indices)
         idx = idx.reshape(-1)
         if emb.ndim != 2:
-            raise ValueError(f"embeddings must be 2-D (batch, dim), got shape {emb.shape}")
+            raise InputValueError(f"embeddings must be 2-D (batch, dim), got shape {emb.shape}")
         if len(idx) != len(emb):
-            raise ValueError(f"indices has {len(idx)} entries but embeddings has {len(emb)} rows")
+            raise InputValueError(f"indices has {len(idx)} entries but embeddings has {len(emb)} rows")
         if not len(idx):
             return  # an empty batch
         if not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"indices must be integers, got dtype {idx.dtype}")
+            raise InputTypeError(f"indices must be integers, got dtype {idx.dtype}")
         idx = idx.astype(np.int64)
         n = self._num_samples
         bad = idx[(idx < 0) | (idx >= n)]
         if len(bad):
-            raise ValueError(f"indices must lie in [0, {n - 1}] (dataset positions); got {bad[:5].tolist()}")
+            raise InputValueError(f"indices must lie in [0, {n - 1}] (dataset positions); got {bad[:5].tolist()}")
         if self._storage is None:
             self._storage = np.zeros((n, emb.shape[1]), dtype=np.float32)
         elif emb.shape[1] != self._storage.shape[1]:
-            raise ValueError(f"embeddings have dimension {emb.shape[1]}, earlier batches had "
+            raise InputValueError(f"embeddings have dimension {emb.shape[1]}, earlier batches had "
                              f"{self._storage.shape[1]}")
         self._storage[idx] = emb
         np.add.at(self._counts, idx, 1)
@@ -208,7 +210,7 @@ class EmbeddingMetrics:
             problems.append(f"{len(missing)} of {len(self._counts)} indices never came (first: "
                             f"{missing[:5].tolist()})")
         if problems:
-            raise ValueError("compute_metrics needs every dataset item exactly once: "
+            raise InputValueError("compute_metrics needs every dataset item exactly once: "
                              + "; ".join(problems) + ". Call setup() at the start of each epoch.")
 
     def _nest(self, table: pd.DataFrame) -> tuple[dict[Any, Any], dict[Any, Any]]:
@@ -250,9 +252,9 @@ class EmbeddingMetrics:
         kind, _, k = metric.partition("/")
         known = _flat_names(self.metrics)
         if metric_name not in known:
-            raise ValueError(f"metric_name {metric_name!r} is not one of the computed metrics: {known}")
+            raise InputValueError(f"metric_name {metric_name!r} is not one of the computed metrics: {known}")
         if kind not in _PER_QUERY:
-            raise ValueError(f"metric_name {metric_name!r} has no per-query values; use one of "
+            raise InputValueError(f"metric_name {metric_name!r} has no per-query values; use one of "
                              f"{[m for m in known if m.split('/')[1] in _PER_QUERY]}")
         category = None
         if group != OVERALL:
@@ -274,7 +276,7 @@ class EmbeddingMetrics:
         positions = np.asarray(list(query_ids), dtype=np.int64)
         n_q = len(self.result.query_ids)
         if len(positions) and (positions.min() < 0 or positions.max() >= n_q):
-            raise ValueError(f"query_ids are positions among the {n_q} queries; got {positions.tolist()[:5]}")
+            raise InputValueError(f"query_ids are positions among the {n_q} queries; got {positions.tolist()[:5]}")
         if verbose:
             print(f"Visualizing {n_instances} for the following query ids: {positions.tolist()}.")
         n_instances = min(int(n_instances), self.result.retrieved_ids.shape[1])  # OML shows what it has
@@ -299,7 +301,7 @@ class EmbeddingMetrics:
 
     def _images(self) -> pd.DataFrame:
         if not self.ready_to_visualize():
-            raise ValueError("figures need image paths: pass a dataframe (or an OML dataset whose .df) "
+            raise InputValueError("figures need image paths: pass a dataframe (or an OML dataset whose .df) "
                              "has a 'path' column")
         return self._items["frame"]
 
@@ -311,17 +313,17 @@ def _items_of(dataset: Any) -> dict[str, Any]:
         df = dataset
         missing = [c for c in ("label", "is_query", "is_gallery") if c not in df.columns]
         if missing:
-            raise ValueError(f"dataset: the dataframe lacks column(s) {missing} (OML format: label, "
+            raise InputValueError(f"dataset: the dataframe lacks column(s) {missing} (OML format: label, "
                              "is_query, is_gallery; optional category, sequence, path)")
         if "split" in df.columns and df["split"].nunique() > 1:
-            raise ValueError(f"dataset: the dataframe holds splits {sorted(df['split'].unique().tolist())}; "
+            raise InputValueError(f"dataset: the dataframe holds splits {sorted(df['split'].unique().tolist())}; "
                              "pass the validation rows only: df[df.split == 'validation'].reset_index(drop=True)")
         flags = {}
         for col in ("is_query", "is_gallery"):
             values = df[col]
             bad = values[~values.isin([True, False, 0, 1])]
             if len(bad):
-                raise ValueError(f"dataset: column {col!r} must hold booleans; rows {bad.index[:5].tolist()} "
+                raise InputValueError(f"dataset: column {col!r} must hold booleans; rows {bad.index[:5].tolist()} "
                                  f"hold {bad.iloc[:5].tolist()}")
             flags[col] = values.astype(bool).to_numpy()
         return {
@@ -333,7 +335,7 @@ def _items_of(dataset: Any) -> dict[str, Any]:
         }
     needed = ("get_labels", "get_query_ids", "get_gallery_ids")
     if not all(hasattr(dataset, name) for name in needed):
-        raise TypeError(f"dataset must be an OML dataframe or an OML query/gallery labeled dataset "
+        raise InputTypeError(f"dataset must be an OML dataframe or an OML query/gallery labeled dataset "
                         f"(with {', '.join(needed)}), got {type(dataset).__name__}")
     labels = np.asarray(dataset.get_labels())
     n = len(labels)
