@@ -63,8 +63,8 @@ class TestRetrieve:
         ({"is_gallery": np.zeros(N, bool)}, ValueError, "gallery"),
         ({"sequence_ids": [1, 2]}, ValueError, "sequence_ids has 2 values"),
         ({"top_n": 0}, ValueError, "top_n"),                                 # out of range
-        ({"top_n": 1.5}, (TypeError, ValueError), "top_n"),                  # wrong type
-        ({"top_n": True}, (TypeError, ValueError), "top_n"),
+        ({"top_n": 1.5}, TypeError, "top_n"),                                # wrong type
+        ({"top_n": True}, TypeError, "top_n"),
         ({"distance": "manhattan"}, ValueError, "distance"),
         ({"device": "nonsense"}, ValueError, "device 'nonsense'"),
         ({"device": 3.5}, TypeError, "device"),

@@ -38,6 +38,9 @@ def test_notebook_runs_top_to_bottom(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OML_VIZ_WORK_DIR", str(work))
     monkeypatch.setenv("OML_VIZ_QUICK", "1")
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path_factory.mktemp("jupyter_data")))  # no user kernelspecs
+    work.mkdir(parents=True, exist_ok=True)
+    demo_report = work / "report.html"  # what `oml-viz demo` wrote: the notebook must leave it alone
+    demo_report.write_text("<html>the demo's report</html>")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell("import sys; print('kernel python:', sys.executable)"))
     client = nbclient.NotebookClient(nb, kernel_name="python3", store_widget_state=True, timeout=240,
@@ -66,10 +69,12 @@ def test_notebook_runs_top_to_bottom(tmp_path_factory, monkeypatch):
         assert cls in images, f"no rendered {cls} in the stored widget state"
     assert len(images["ov-grid-image"]) >= 2  # its own panel and the dashboard's
 
-    report = work / "report.html"
+    assert demo_report.read_text() == "<html>the demo's report</html>", "the notebook overwrote the demo's report"
+    report = work / "notebook_report.html"
     assert report.stat().st_mtime >= started - 1  # written by this run
     page = report.read_text()
-    assert page.count("data:image/png;base64,") == 4 and "<script" not in page
+    # Metrics, Worst queries, Attention, Grad-CAM, Compare (the random-init baseline), Confusions
+    assert page.count("data:image/png;base64,") == 6 and "<script" not in page
     json.dumps(state)  # the stored state is plain JSON: the notebook can be saved with it
 
 

@@ -177,3 +177,39 @@ def test_worst_queries_panel_warns_once_about_relative_paths(data, tmp_path, mon
     panel.close()
     with pytest.raises(ValueError, match="label_names"):
         WorstQueriesPanel(res, df, label_names="no such column")
+
+
+# ------------------------------------------------------------------ the report
+@pytest.mark.slow
+def test_report_describes_models_and_its_gradcam_target(data, tmp_path):
+    """report.html named the ViT 'vit_tiny_patch16_224' though it had patch 8 and 2 blocks, and
+    listed a gallery item under a Grad-CAM image of the item's own embedding."""
+    import html as html_lib
+
+    from oml_viz.models import ResnetExtractor, ViTExtractor
+    from oml_viz.models.describe import describe_model, parameter_count
+    from oml_viz.widgets import Dashboard
+
+    res, images, _ = data
+    torch.manual_seed(0)
+    vit = ViTExtractor("vit_tiny_patch16_224", img_size=32, patch_size=8, depth=2, embed_dim=32, num_heads=2)
+    cnn = ResnetExtractor("resnet18", layers=[1, 1, 1, 1], channels=[8, 16, 32, 64])
+    dash = Dashboard(res, images, model=vit, cnn=cnn, item_ids=[0, 1], background=False,
+                     gradcam_kwargs={"methods": ("gradcam",), "input_size": (32, 32)})
+    try:
+        page = html_lib.unescape(dash.save_html(tmp_path / "r.html").read_text())
+        text = describe_model(vit)
+        assert text in page
+        for fact in ("vit_tiny_patch16_224(", "img_size=32", "patch_size=8", "embed_dim=32", "depth=2", "num_heads=2"):
+            assert fact in text
+        assert f"{parameter_count(vit) / 1e3:.3g} k parameters" in text
+        assert describe_model(cnn) in page and "channels=[8, 16, 32, 64]" in describe_model(cnn)
+        cam = page.split("Grad-CAM", 1)[1]
+        assert "item 0 toward its own embedding" in cam and "gallery" not in cam.split("<img", 1)[0]
+        q, g = int(res.query_ids[1]), int(res.retrieved_ids[1, 0])
+        dash.gradcam.show_item(q, gallery=g)
+        dash.wait()
+        cam = html_lib.unescape(dash.save_html(tmp_path / "r2.html").read_text()).split("Grad-CAM", 1)[1]
+        assert f"item {q} toward the embedding of item {g}" in cam and "own embedding" not in cam.split("<img", 1)[0]
+    finally:
+        dash.close()

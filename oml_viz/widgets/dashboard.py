@@ -17,6 +17,7 @@ from typing import Any, Hashable, Sequence
 import ipywidgets as w
 
 from oml_viz.explain.inputs import is_vit, unwrap_model
+from oml_viz.models.describe import describe_model
 
 from .attention_panel import AttentionPanel
 from .base import Panel, close_tree, item_categories, write_atomic
@@ -151,8 +152,10 @@ class Dashboard(w.VBox):
         sections.append(("Worst queries", desc, [self.worst.view_png()]))
         for name, panel in (("Attention", self.attention), ("Grad-CAM", self.gradcam)):
             if panel is not None:
-                body = "<p>" + ", ".join(f"{html.escape(str(k))} = {html.escape(str(v))}"
-                                         for k, v in panel.state.items()) + "</p>"
+                # a panel that can say what its view shows does (Grad-CAM: whose embedding is the target)
+                body = "<p>" + (html.escape(panel.describe()) if hasattr(panel, "describe") else
+                                ", ".join(f"{html.escape(str(k))} = {html.escape(str(v))}"
+                                          for k, v in panel.state.items())) + "</p>"
                 sections.append((name, body, [panel.view_png()]))
         if self.compare is not None:
             c = self.compare
@@ -179,7 +182,7 @@ class Dashboard(w.VBox):
             meta.append(("dataset root", str(self.dataset_root)))
         for name, m in (("model", self.model), ("cnn", self.cnn)):
             if m is not None:
-                meta.append((name, getattr(m, "arch", type(m).__name__)))
+                meta.append((name, describe_model(m)))  # arch + the kwargs that shape it + parameters
         return write_atomic(path, html_report(title, sections, meta).encode("utf-8"))
 
     def close(self) -> None:

@@ -168,6 +168,15 @@ class GradCAMPanel(Panel):
         return {"item": self.item.value, "method": self.method.value, "layer": self.layer.value,
                 "target": self.target.value, "gallery": self.gallery.value}
 
+    def describe(self) -> str:
+        """The current view in words, as its image shows it (the report's caption)."""
+        s = self.state
+        where = f"{s['method']} at layer {s['layer']}"
+        if s["target"] == GALLERY:
+            return (f"{where}: item {s['item']} toward the embedding of item {s['gallery']}, "
+                    f"and item {s['gallery']} toward that of item {s['item']}")
+        return f"{where}: item {s['item']} toward its own embedding"
+
     def _views(self) -> list:
         item, method, layer, target = self.item.value, self.method.value, self.layer.value, self.target.value
         gid = self.gallery.value if target == GALLERY else None
