@@ -7,8 +7,12 @@ keeps a local CSV copy of every metric. Names are imported lazily: ``import oml_
 needs neither Lightning nor any tracker SDK.
 
 Example:
+    >>> import tempfile
     >>> from oml_viz.loggers import create_logger
-    >>> logger = create_logger({"name": "tensorboard", "args": {"save_dir": "logs"}})  # doctest: +SKIP
+    >>> logger = create_logger({"name": "tensorboard", "args": {"save_dir": tempfile.mkdtemp()}})
+    >>> logger.log_metrics({"OVERALL/cmc/1": 0.8}, step=3)
+    >>> logger.metrics_csv.read_text().splitlines()[1].split(",")[-3:]   # the local copy
+    ['3', 'OVERALL/cmc/1', '0.8']
 """
 from __future__ import annotations
 

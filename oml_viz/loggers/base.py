@@ -137,7 +137,14 @@ class PipelineLoggerMixin:
         """Log a matplotlib figure as an image for ``step``; one image per (title, step).
 
         Example:
-            >>> logger.log_figure(fig, "worst_queries/map/5", step=3)  # doctest: +SKIP
+            >>> import tempfile
+            >>> from matplotlib.figure import Figure
+            >>> from oml_viz.loggers import create_logger
+            >>> logger = create_logger({"name": "tensorboard", "args": {"save_dir": tempfile.mkdtemp()}})
+            >>> fig = Figure(figsize=(1, 1))
+            >>> logger.log_figure(fig, "worst_queries/map/5", step=3)
+            >>> logger.save_figure_locally(fig, "worst_queries/map/5", 3).name   # the fallback's file name
+            'worst_queries_map_5_step000003.png'
         """
         if not hasattr(fig, "savefig"):
             raise ValueError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")

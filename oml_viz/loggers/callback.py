@@ -62,8 +62,22 @@ class MetricValCallback(Callback):
     ``RetrievalResult`` (under DDP on rank 0 only; None elsewhere).
 
     Example:
-        >>> cb = MetricValCallback({"cmc_top_k": (1,), "map_top_k": (5,)}, log_images=True)  # doctest: +SKIP
-        >>> Trainer(callbacks=[cb], logger=create_logger(None)).fit(module, train_dl, val_dl)  # doctest: +SKIP
+        >>> import tempfile, torch
+        >>> from lightning.pytorch import Trainer
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> x, y = torch.randn(32, 8), torch.arange(32) % 4        # 4 labels, 8 items each
+        >>> loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+        >>> trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        ...                   enable_model_summary=False, default_root_dir=tempfile.mkdtemp())
+        >>> from oml_viz.loggers import RetrievalModule
+        >>> cb = MetricValCallback({"cmc_top_k": (1,), "precision_top_k": (), "map_top_k": (5,)}, log_images=False)
+        >>> trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        ...                   enable_model_summary=False, default_root_dir=tempfile.mkdtemp(), callbacks=[cb])
+        >>> trainer.validate(RetrievalModule(torch.nn.Linear(8, 4)), loader, verbose=False)   # doctest: +ELLIPSIS
+        [...]
+        >>> cb.last_metrics.columns.tolist(), cb.last_result.retrieved_ids.shape
+        (['cmc/1', 'map/5'], (32, 5))
     """
 
     def __init__(

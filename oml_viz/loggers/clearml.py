@@ -139,7 +139,10 @@ class ClearMLPipelineLogger(PipelineLoggerMixin, _ClearMLCore):
     iteration; pipeline files are artifacts; the config goes to the ``config`` parameter section.
 
     Example:
-        >>> logger = ClearMLPipelineLogger("demo", "run1", offline_mode=True)  # doctest: +SKIP
+        >>> import tempfile
+        >>> logger = ClearMLPipelineLogger("demo", "run1", offline_mode=True, save_dir=tempfile.mkdtemp())
+        >>> logger.name, logger.backend                  # the task starts on first use
+        ('demo', 'clearml')
     """
 
     backend = "clearml"

@@ -35,8 +35,16 @@ def create_logger(config: Mapping[str, Any] | None = None) -> Any:
         ImportError: the backend's SDK (or Lightning) is missing; names the extra to install.
 
     Example:
-        >>> logger = create_logger({"name": "mlflow", "args": {"experiment_name": "demo"}})  # doctest: +SKIP
-        >>> logger.log_metrics({"OVERALL/cmc/1": 0.8}, step=3)  # doctest: +SKIP
+        >>> import tempfile
+        >>> logger = create_logger({"name": "mlflow", "args": {"experiment_name": "demo",
+        ...                                                    "save_dir": tempfile.mkdtemp()}})
+        >>> logger.log_metrics({"OVERALL/cmc/1": 0.8}, step=3)
+        >>> logger.tracking_uri.startswith("sqlite:///"), type(logger).__name__
+        (True, 'MLflowPipelineLogger')
+        >>> create_logger({"name": "mlflow", "args": {"experiment": "demo"}})   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oml_viz.errors.InputValueError: logger.args has unknown key(s) ['experiment'] for 'mlflow'...
     """
     config = {} if config is None else config
     if not isinstance(config, Mapping):

@@ -37,8 +37,18 @@ class RetrievalModule(LightningModule):
     (Lightning's suffixes when both are on).
 
     Example:
-        >>> module = RetrievalModule(timm_model, lr=1e-4)  # doctest: +SKIP
-        >>> Trainer(logger=logger, callbacks=[MetricValCallback()]).fit(module, train, val)  # doctest: +SKIP
+        >>> import tempfile, torch
+        >>> from lightning.pytorch import Trainer
+        >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> x, y = torch.randn(32, 8), torch.arange(32) % 4        # 4 labels, 8 items each
+        >>> loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+        >>> trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        ...                   enable_model_summary=False, default_root_dir=tempfile.mkdtemp())
+        >>> module = RetrievalModule(torch.nn.Linear(8, 4), lr=1e-2)   # any model: inputs -> (B, D)
+        >>> trainer.fit(module, loader)
+        >>> trainer.global_step, "loss_epoch" in trainer.logged_metrics
+        (2, True)
     """
 
     def __init__(

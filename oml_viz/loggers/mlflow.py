@@ -71,7 +71,10 @@ class MLflowPipelineLogger(PipelineLoggerMixin, MLFlowLogger):
     file per step (OML's logger reuses one name and overwrites them).
 
     Example:
-        >>> logger = MLflowPipelineLogger(experiment_name="demo")  # doctest: +SKIP
+        >>> import tempfile
+        >>> logger = MLflowPipelineLogger(experiment_name="demo", save_dir=tempfile.mkdtemp())
+        >>> logger.tracker_key("OVERALL/fnmr@fmr/0.1")
+        'OVERALL/fnmr_at_fmr/0.1'
     """
 
     backend = "mlflow"

@@ -113,7 +113,14 @@ class NeptunePipelineLogger(PipelineLoggerMixin, _NeptuneCore):
     ``pipeline/``; the config under ``parameters/``; tags to ``sys/tags``.
 
     Example:
-        >>> logger = NeptunePipelineLogger(project="ws/demo", mode="offline")  # doctest: +SKIP
+        >>> import tempfile
+        >>> logger = NeptunePipelineLogger(project="ws/demo", mode="offline", save_dir=tempfile.mkdtemp())
+        >>> logger.name, logger.backend                  # the run starts on first use
+        ('oml_viz', 'neptune')
+        >>> NeptunePipelineLogger(project="ws/demo", mode="async")   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        oml_viz.errors.InputValueError: neptune logger: no API token (set NEPTUNE_API_TOKEN or ...
     """
 
     backend = "neptune"

@@ -19,7 +19,11 @@ class TensorBoardPipelineLogger(PipelineLoggerMixin, TensorBoardLogger):
     the tags and config are logged as text; the flattened config also goes to ``hparams``.
 
     Example:
-        >>> logger = TensorBoardPipelineLogger(save_dir="logs")  # doctest: +SKIP
+        >>> import tempfile
+        >>> logger = TensorBoardPipelineLogger(save_dir=tempfile.mkdtemp())
+        >>> logger.log_metrics({"OVERALL/map/5": 0.5}, step=1)
+        >>> Path(logger.log_dir).name, logger.artifact_dir.name
+        ('version_0', 'artifacts')
     """
 
     backend = "tensorboard"

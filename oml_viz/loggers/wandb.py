@@ -31,7 +31,10 @@ class WandbPipelineLogger(PipelineLoggerMixin, WandbLogger):
     ``run-<id>.wandb`` file a moment later (``wandb sync <run dir>`` uploads it).
 
     Example:
-        >>> logger = WandbPipelineLogger(project="demo", offline=True)  # doctest: +SKIP
+        >>> import tempfile
+        >>> logger = WandbPipelineLogger(project="demo", offline=True, save_dir=tempfile.mkdtemp())
+        >>> logger.backend, logger.metrics_csv.name      # no run is started until the first use
+        ('wandb', 'metrics.csv')
     """
 
     backend = "wandb"
