@@ -30,14 +30,14 @@ def test_demo_writes_every_output(demo_run):
     table = pd.read_csv(work / "metrics.csv", index_col=0)
     assert table.index[0] == "OVERALL" and len(table) == 9  # OVERALL + 8 shape categories
     assert {"cmc/1", "cmc/5", "precision/5", "map/5", "fnmr@fmr/0.1", "pcf/0.5"} <= set(table.columns)
-    for name in ("worst_queries", "attention", "gradcam"):
+    for name in ("worst_queries", "attention", "gradcam", "compare", "confusions"):
         with Image.open(work / f"{name}.png") as im:
             assert im.format == "PNG" and im.width > 300 and im.height > 200
             # a real picture, not a blank canvas
             assert np.asarray(im.convert("L")).std() > 10
     html = (work / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3
-    for tab in ("Metrics", "Worst queries", "Attention", "Grad-CAM"):
+    for tab in ("Metrics", "Worst queries", "Attention", "Grad-CAM", "Compare", "Confusions"):
         assert tab in html
     ckpts = sorted(p.name.split("-")[0] for p in (work / "checkpoints").glob("*.pt"))
     assert ckpts == ["cnn", "vit"]
@@ -53,7 +53,9 @@ def test_demo_logs_to_tensorboard(demo_run):
     ea = EventAccumulator(str(run_dir), size_guidance={"images": 0, "scalars": 0})
     ea.Reload()
     assert ea.Scalars("OVERALL/cmc/1")[0].value == pytest.approx(table.loc["OVERALL", "cmc/1"])
-    assert {"worst_queries/map/5", "attention", "gradcam"} <= set(ea.Tags()["images"])
+    assert {"worst_queries/map/5", "attention", "gradcam", "compare", "confusions"} <= set(ea.Tags()["images"])
+    assert ea.Scalars("compare/OVERALL/cmc/1/delta")[0].value == pytest.approx(
+        table.loc["OVERALL", "cmc/1"] - ea.Scalars("compare/OVERALL/cmc/1/random init")[0].value, abs=1e-6)
     (train_dir,) = (work / "logs" / "demo_vit").glob("version_*")
     ea = EventAccumulator(str(train_dir))
     ea.Reload()
