@@ -3,7 +3,17 @@
 Heat maps are cached apart from the overlays, so moving the alpha slider only re-blends.
 
 Example:
-    >>> AttentionPanel(vit, df, res=res)                  # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat(np.arange(4), 3)                                   # 4 labels x 3 items
+    >>> images = [np.full((32, 32, 3), 40 * (i % 6), np.uint8) for i in range(12)]
+    >>> res = ov.retrieve(rng.normal(size=(12, 8)).astype(np.float32) + labels[:, None], labels, top_n=5)
+    >>> vit = ov.models.ViTExtractor("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32,
+    ...                              depth=1, num_heads=2)
+    >>> panel = AttentionPanel(vit, images, res=res, side=64, background=False)
+    >>> panel.wait().view_png()[:4]
+    b'\x89PNG'
+    >>> panel.close()
 """
 from __future__ import annotations
 

@@ -1,10 +1,20 @@
 """``Dashboard``: the panels as tabs over one shared ``RetrievalResult``, and a static HTML report.
 
 Example:
+    >>> import tempfile
     >>> from oml_viz.widgets import Dashboard
-    >>> dash = Dashboard(res, df, model=vit, cnn=resnet)      # doctest: +SKIP
-    >>> dash                                                  # doctest: +SKIP
-    >>> dash.save_html("report.html")                         # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat(np.arange(4), 3)                                   # 4 labels x 3 items
+    >>> images = [np.full((32, 32, 3), 40 * (i % 6), np.uint8) for i in range(12)]
+    >>> res = ov.retrieve(rng.normal(size=(12, 8)).astype(np.float32) + labels[:, None], labels, top_n=5)
+    >>> vit = ov.models.ViTExtractor("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32,
+    ...                              depth=1, num_heads=2)
+    >>> cnn = ov.models.ResnetExtractor("resnet18")
+    >>> dash = Dashboard(res, images, model=vit, cnn=cnn, map_method=None, background=False)
+    >>> dash.wait().save_html(f"{tempfile.mkdtemp()}/report.html").stat().st_size > 1000
+    True
+    >>> dash.close()
 """
 from __future__ import annotations
 

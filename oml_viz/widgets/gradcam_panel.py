@@ -4,7 +4,17 @@ The target is the item's own embedding (what the embedding as a whole draws on) 
 item's (what the two share: :func:`oml_viz.explain.explain_pair`, maps on both images).
 
 Example:
-    >>> GradCAMPanel(cnn, df, res=res, methods=("gradcam", "layercam"))   # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat(np.arange(4), 3)                                   # 4 labels x 3 items
+    >>> images = [np.full((32, 32, 3), 40 * (i % 6), np.uint8) for i in range(12)]
+    >>> res = ov.retrieve(rng.normal(size=(12, 8)).astype(np.float32) + labels[:, None], labels, top_n=5)
+    >>> cnn = ov.models.ResnetExtractor("resnet18")
+    >>> panel = GradCAMPanel(cnn, images, res=res, methods=("gradcam", "layercam"), side=64,
+    ...                      input_size=(64, 64), background=False)
+    >>> panel.wait().view_png()[:4]
+    b'\x89PNG'
+    >>> panel.close()
 """
 from __future__ import annotations
 

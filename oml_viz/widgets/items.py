@@ -15,8 +15,9 @@ class Items:
     """The N images behind a result (paths / PIL / arrays, or an OML dataframe) plus their labels.
 
     Example:
-        >>> items = Items(df, labels=df["label"])        # doctest: +SKIP
-        >>> items.image(3).shape, items.describe(3)      # doctest: +SKIP
+        >>> df = pd.DataFrame({"path": [np.zeros((64, 64, 3), np.uint8)] * 4, "label": [1, 1, 0, 0]})
+        >>> items = Items(df["path"].tolist(), labels=df["label"])
+        >>> items.image(3).shape, items.describe(3)
         ((64, 64, 3), 'item 3 · label 0')
     """
 

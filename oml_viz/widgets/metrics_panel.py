@@ -2,7 +2,15 @@
 
 Example:
     >>> from oml_viz.widgets import MetricsPanel
-    >>> MetricsPanel(res, categories=df["category"])      # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat(np.arange(4), 3)                                   # 4 labels x 3 items
+    >>> images = [np.full((32, 32, 3), 40 * (i % 6), np.uint8) for i in range(12)]
+    >>> res = ov.retrieve(rng.normal(size=(12, 8)).astype(np.float32) + labels[:, None], labels, top_n=5)
+    >>> panel = MetricsPanel(res, categories=np.where(labels < 2, "even", "odd"), background=False)
+    >>> panel.wait().view_png()[:4]
+    b'\x89PNG'
+    >>> panel.close()
 """
 from __future__ import annotations
 

@@ -1,7 +1,12 @@
 """A standalone HTML report: escaped text, images inlined as base64 PNG, no scripts, no links out.
 
 Example:
-    >>> page = html_report("run 1", [("metrics", "<p>table</p>", [png_bytes])])   # doctest: +SKIP
+    >>> from oml_viz.widgets.png import rgb_to_png
+    >>> import numpy as np
+    >>> png_bytes = rgb_to_png(np.zeros((2, 2, 3), np.uint8))
+    >>> page = html_report("run <1>", [("metrics", "<p>table</p>", [png_bytes])])
+    >>> "<title>run &lt;1&gt;</title>" in page, page.count('src="data:image/png;base64,'), "<script" in page
+    (True, 1, False)
 """
 from __future__ import annotations
 

@@ -8,10 +8,15 @@ request that a newer one has replaced before it starts is skipped, so fast click
 queue stale work.
 
 Example:
-    >>> slot = ImageSlot(PngCache())                       # doctest: +SKIP
-    >>> slot.show(("page", 2), lambda: make_png(2))        # doctest: +SKIP
-    >>> slot.wait(); slot.image.value[:4]                  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from oml_viz.widgets.png import rgb_to_png
+    >>> slot = ImageSlot(PngCache())
+    >>> slot.show(("page", 2), lambda: rgb_to_png(np.zeros((4, 4, 3), np.uint8)))
+    >>> slot.wait(); bytes(slot.image.value[:4])
     b'\\x89PNG'
+    >>> ("page", 2) in slot.cache                            # the next show of this key is instant
+    True
+    >>> slot.close()
 """
 from __future__ import annotations
 

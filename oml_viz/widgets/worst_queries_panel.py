@@ -6,9 +6,22 @@ per query (one per shown result, green = relevant, red = not) opens the pairwise
 and relabelled in place when the page changes. The next page is rendered ahead while idle.
 
 Example:
-    >>> panel = WorstQueriesPanel(res, df, model=vit, metric="cmc/1")   # doctest: +SKIP
-    >>> panel.next_page(); panel.select(panel.page_query_ids[0], rank=1)  # doctest: +SKIP
-    >>> panel.export_png("worst.png")                                    # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat(np.arange(4), 3)                                   # 4 labels x 3 items
+    >>> images = [np.full((32, 32, 3), 40 * (i % 6), np.uint8) for i in range(12)]
+    >>> res = ov.retrieve(rng.normal(size=(12, 8)).astype(np.float32) + labels[:, None], labels, top_n=5)
+    >>> vit = ov.models.ViTExtractor("vit_tiny_patch16_224", img_size=32, patch_size=8, embed_dim=32,
+    ...                              depth=1, num_heads=2)
+    >>> import tempfile
+    >>> panel = WorstQueriesPanel(res, images, model=vit, metric="cmc/1", n_queries=2, n_instances=2,
+    ...                           background=False)
+    >>> panel.next_page(); panel.select(panel.page_query_ids[0], rank=1)
+    >>> panel.page, panel.selected[1]
+    (1, 1)
+    >>> panel.export_png(f"{tempfile.mkdtemp()}/worst.png").suffix
+    '.png'
+    >>> panel.close()
 """
 from __future__ import annotations
 
