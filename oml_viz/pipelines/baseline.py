@@ -7,10 +7,14 @@ then :func:`oml_viz.compare` gives the table that is logged as ``compare/<group>
 (``compare/OVERALL/map/5/delta``, ``.../ci_low``, ``.../p_value``, ...) and the figure of the
 queries that regressed most (``compare/regressed/<metric>``).
 
+In a validate config: ``baseline: {embeddings: old_embeddings.npy, name: v1}``; then
+``validate_pipeline(cfg).comparison_table.loc["OVERALL", "map/5/delta"]``.
+
 Example:
-    >>> # validate.yaml:  baseline: {embeddings: old_embeddings.npy, name: v1}
-    >>> run = validate_pipeline("validate.yaml")            # doctest: +SKIP
-    >>> run.comparison_table.loc["OVERALL", "map/5/delta"]   # doctest: +SKIP
+    >>> from oml_viz.pipelines.config import BaselineConfig, DatasetConfig, ValidateConfig
+    >>> cfg = ValidateConfig(dataset=DatasetConfig("df.csv"), baseline=BaselineConfig(embeddings="old.npy"))
+    >>> compare_metrics(cfg)  # the metric_args' per-query metrics, by default
+    ['cmc/1', 'cmc/5', 'precision/5', 'map/5']
 """
 from __future__ import annotations
 

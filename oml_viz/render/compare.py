@@ -8,8 +8,16 @@ The two result groups are headed with the models' names; the query's caption giv
 for both models (``map/5 0.80→0.20``).
 
 Example:
-    >>> cmp = ov.compare(res_old, res_new, names=("old", "new"))                    # doctest: +SKIP
-    >>> fig = plot_compared_queries(cmp, df, kind="regressed", metric="map/5")      # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> labels = [0, 0, 1, 1]
+    >>> old = ov.retrieve(np.array([[0.], [2.], [1.], [3.]]), labels, top_n=2)
+    >>> new = ov.retrieve(np.array([[0.], [.1], [3.], [3.1]]), labels, top_n=2)
+    >>> images = [np.full((8, 8, 3), 60 * i, np.uint8) for i in range(4)]
+    >>> cmp = ov.compare(old, new, names=("old", "new"))
+    >>> fig = plot_compared_queries(cmp, images, kind="improved", metric="cmc/1", n_queries=2, n_instances=2)
+    >>> disp = ComparedQueriesDisplay.from_comparison(cmp, images, kind="improved", metric="cmc/1", n_instances=2)
+    >>> [(t.item_id, t.role) for t in disp.plot().tiles_ if t.row == 0]  # query 0 | old's 2 results | new's
+    [(0, 'query'), (2, 'not_relevant'), (1, 'relevant'), (1, 'relevant'), (2, 'not_relevant')]
 """
 from __future__ import annotations
 

@@ -7,8 +7,16 @@ the chosen metric and category, ``n_queries`` per page, as the compared grid
 (:class:`oml_viz.render.ComparedQueriesDisplay`); the next page is rendered ahead while idle.
 
 Example:
-    >>> panel = ComparePanel(ov.compare(res_old, res_new, names=("old", "new")), df)   # doctest: +SKIP
-    >>> panel.kind.value = "improved"; panel.next_page()                                # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> labels = [0, 0, 1, 1]
+    >>> old = ov.retrieve(np.array([[0.], [2.], [1.], [3.]]), labels, top_n=2)
+    >>> new = ov.retrieve(np.array([[0.], [.1], [3.], [3.1]]), labels, top_n=2)
+    >>> images = [np.full((8, 8, 3), 60 * i, np.uint8) for i in range(4)]
+    >>> panel = ComparePanel(ov.compare(old, new, names=("old", "new")), images, n_boot=100, background=False)
+    >>> panel.kind.value = "improved"
+    >>> panel.metric.value, panel.page_query_ids  # largest gain in map/2 first, ties by id
+    ('map/2', [1, 2, 0, 3])
+    >>> panel.close()
 """
 from __future__ import annotations
 

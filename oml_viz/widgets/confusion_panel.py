@@ -6,8 +6,18 @@ pair shows the queries of its first label that retrieved the second within the f
 first (``res.confused_queries``), as the worst-queries grid, paged.
 
 Example:
-    >>> panel = ConfusionPanel(res, df, k=5)            # doctest: +SKIP
-    >>> panel.select("shirt", "t-shirt")                # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> labels = [0, 0, 1, 1]
+    >>> old = ov.retrieve(np.array([[0.], [2.], [1.], [3.]]), labels, top_n=2)
+    >>> new = ov.retrieve(np.array([[0.], [.1], [3.], [3.1]]), labels, top_n=2)
+    >>> images = [np.full((8, 8, 3), 60 * i, np.uint8) for i in range(4)]
+    >>> panel = ConfusionPanel(old, images, k=2, background=False)
+    >>> panel.table[["query_label", "retrieved_label", "count"]].values.tolist()
+    [[0, 1, 3], [1, 0, 3]]
+    >>> panel.select(0, 1)
+    >>> panel.page_query_ids  # query 1 has two label-1 results in its first 2, query 0 one
+    [1, 0]
+    >>> panel.close()
 """
 from __future__ import annotations
 
