@@ -92,7 +92,8 @@ def run_comparison(res: Any, rows: pd.DataFrame, df: pd.DataFrame, cfg: Validate
     from oml_viz.pipelines.steps import evaluate
 
     bl = cfg.baseline
-    assert bl is not None
+    if bl is None:
+        raise InputValueError("baseline: run_comparison needs a config with a baseline: block")
     emb = baseline_embeddings(bl, rows, df, cfg, device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the no-ground-truth note was given for the current model
@@ -113,7 +114,8 @@ def log_comparison(logger: Any, cmp: Any, table: pd.DataFrame, rows: pd.DataFram
         from oml_viz.render import plot_compared_queries
 
         bl = cfg.baseline
-        assert bl is not None
+        if bl is None:
+            raise InputValueError("baseline: log_comparison needs a config with a baseline: block")
         metric = cfg.metric_args.worst_metric
         fig = plot_compared_queries(cmp, rows, kind=bl.kind, metric=metric, n_queries=cfg.n_worst_queries)
         try:
