@@ -19,6 +19,7 @@ collectives: every process must call ``metrics()`` with the same arguments.
 """
 from __future__ import annotations
 
+import warnings
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,7 +152,11 @@ class ShardedRetrievalResult(RetrievalResult):
                 if not isinstance(v, (int, float, np.floating, np.integer)) or not (0 < v < 1 or (upper_ok and v == 1)):
                     bound = "(0, 1]" if upper_ok else "(0, 1)"
                     raise ValueError(f"{name} values must lie in {bound}; got {v!r}")
-        table = super().metrics(cmc_top_k, precision_top_k, map_top_k, (), (), categories)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            table = super().metrics(cmc_top_k, precision_top_k, map_top_k, (), (), categories)
+        for w in caught:  # point at the caller, not at this override
+            warnings.warn(w.message, w.category, stacklevel=2)
         cats = self.categories if categories is None else _length("categories", categories, self.n_items)
         groups, names = self._query_groups(cats)
         if len(fmr_vals):
