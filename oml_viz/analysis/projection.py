@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from oml_viz.data.atomic import atomic_path
 from oml_viz.engine.validation import as_embeddings, check_choice, check_positive_int, resolve_device
 
 __all__ = ["METHODS", "PCA_DIMS", "cache_dir", "pca", "project"]
@@ -248,8 +249,7 @@ def _store(key: str, xy: np.ndarray) -> None:
     folder = cache_dir() / "projections"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{key}.{os.getpid()}.npy"
-        np.save(tmp, xy)
-        os.replace(tmp, folder / f"{key}.npy")
+        with atomic_path(folder / f"{key}.npy") as tmp:
+            np.save(tmp, xy)
     except OSError:
         pass  # no disk cache (read-only home): the memory cache still holds it
