@@ -79,6 +79,26 @@ def run(rank: int, world: int, port: int, out: Path) -> None:
         except ValueError as exc:
             message = str(exc)
         (out / f"{name}-{rank}.txt").write_text(message)
+    # MetricValCallback's gathering: shards as DistributedSampler makes them (padded), one
+    # process without 'idx', one process whose batches were bad
+    from oml_viz.loggers.gather import gather_validation
+
+    n = 10
+    order = list(range(n)) + list(range(-(-n // world) * world - n))  # padding repeats the first items
+    mine = np.array(order[rank::world])
+    local = {"embeddings": np.stack([mine, -mine], 1).astype(np.float32), "labels": mine % 3,
+             "idx": mine, "names": np.array([f"item{i}" for i in mine], dtype=object)}
+    got = gather_validation(local)
+    np.savez(out / f"gather-{rank}.npz", **{k: v.astype(str) if v.dtype == object else v for k, v in got.items()})
+    for name, kwargs in (("gather_no_idx", dict(data={k: v for k, v in local.items() if k != "idx"}
+                                                   if rank == 0 else local)),
+                         ("gather_local_error", dict(data=None, error="bad batch" if rank == 1 else None))):
+        try:
+            gather_validation(**kwargs)
+            message = "no error"
+        except ValueError as exc:
+            message = str(exc)
+        (out / f"{name}-{rank}.txt").write_text(message)
     dist.destroy_process_group()
 
 

@@ -88,6 +88,8 @@ def test_shards_really_are_uneven_with_an_empty_gallery_shard(launched):
     ("mixed_labels", "labels have mixed types across processes"),
     ("nan_on_one", "NaN or inf"),
     ("uninitialised", "needs an initialised torch.distributed process group"),
+    ("gather_no_idx", "processes disagree on the validation keys"),
+    ("gather_local_error", "MetricValCallback: rank 1: bad batch"),
 ])
 def test_bad_input_is_the_same_clear_error_on_every_process(launched, name, needle):
     world, out = launched
@@ -97,3 +99,13 @@ def test_bad_input_is_the_same_clear_error_on_every_process(launched, name, need
     assert len(set(messages)) == 1
     if name == "nan_on_one":
         assert f"rank {world - 1}:" in messages[0]
+
+
+def test_callback_gathering_drops_the_samplers_padding_and_sorts_by_idx(launched):
+    world, out = launched
+    for rank in range(world):
+        got = np.load(out / f"gather-{rank}.npz")
+        np.testing.assert_array_equal(got["idx"], np.arange(10))
+        np.testing.assert_array_equal(got["embeddings"], np.stack([np.arange(10), -np.arange(10)], 1))
+        np.testing.assert_array_equal(got["labels"], np.arange(10) % 3)
+        assert got["names"].tolist() == [f"item{i}" for i in range(10)]

@@ -141,9 +141,15 @@ class MetricValCallback(Callback):
         if trainer.sanity_checking:
             return  # the sanity check only proves the protocol; its few batches mean nothing
         distributed = trainer.world_size > 1 and is_distributed()
-        data = self._concat(batches) if batches else None
-        if distributed:
-            data = gather_validation(data)  # every process: the whole set, once per idx
+        if distributed:  # a local problem becomes the same error on every process, not a hang
+            data, error = None, None
+            try:
+                data = self._concat(batches) if batches else None
+            except ValueError as exc:
+                error = str(exc)
+            data = gather_validation(data, error=error)  # every process: the whole set, once per idx
+        else:
+            data = self._concat(batches) if batches else None
         if data is None:
             return
         if distributed:

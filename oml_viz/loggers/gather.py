@@ -18,20 +18,25 @@ from oml_viz.engine import distributed as D
 __all__ = ["gather_validation"]
 
 
-def _describe(data: dict[str, np.ndarray] | None) -> dict[str, Any]:
+def _describe(data: dict[str, np.ndarray] | None, error: str | None) -> dict[str, Any]:
     if data is None:
-        return {"n": 0, "keys": None, "dim": None}
-    return {"n": len(data["embeddings"]), "keys": sorted(data), "dim": int(data["embeddings"].shape[1])}
+        return {"n": 0, "keys": None, "dim": None, "error": error}
+    return {"n": len(data["embeddings"]), "keys": sorted(data), "dim": int(data["embeddings"].shape[1]),
+            "error": error}
 
 
-def gather_validation(data: dict[str, np.ndarray] | None, group: Any = None) -> dict[str, np.ndarray] | None:
+def gather_validation(data: dict[str, np.ndarray] | None, group: Any = None,
+                      error: str | None = None) -> dict[str, np.ndarray] | None:
     """Every process's validation columns as one deduplicated set, on every process (a collective).
 
     ``data`` is this process's columns (``embeddings`` (n, D), ``labels``, ``idx``...) or None when it
     saw no batch. Returns None when no process saw anything. Disagreements (keys, widths, no
-    ``idx``) raise the same ``ValueError`` on every process.
+    ``idx``) and an ``error`` any process reports raise the same ``ValueError`` on every process.
     """
-    infos = D.all_gather_objects(_describe(data), group)
+    infos = D.all_gather_objects(_describe(data, error), group)
+    errors = [f"rank {r}: {i['error']}" for r, i in enumerate(infos) if i["error"]]
+    if errors:
+        raise ValueError("MetricValCallback: " + "; ".join(errors))
     seen = [(r, i) for r, i in enumerate(infos) if i["n"]]
     if not seen:
         return None
