@@ -29,6 +29,7 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
+from oml_viz.engine.result import OVERALL
 from oml_viz.render import ComparedQueriesDisplay
 
 from .base import Panel, item_categories
@@ -72,7 +73,7 @@ def compare_table_html(table: pd.DataFrame, metric: str, names: tuple[str, str],
                  else "&mdash;", f"[{fmt(low)}, {fmt(high)}]", fmt(get("p_value"))]
         styles = ["", "", shade, shade, ""]
         tds = "".join(f"<td style='{_CELL};{s}'>{c}</td>" for c, s in zip(cells, styles))
-        weight = "bold" if str(group) == "OVERALL" else "normal"
+        weight = "bold" if str(group) == OVERALL else "normal"
         mark = _ROW_MARK if mark_row is not None and group == mark_row else ""
         rows.append(f"<tr style='{mark}'><th style='{_CELL};text-align:left;font-weight:{weight}'>"
                     f"{html.escape(str(group))}</th>{tds}</tr>")
