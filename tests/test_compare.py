@@ -199,7 +199,7 @@ def test_sign_flip_monte_carlo_matches_exact_distribution(discrete):
 def _coverage(sample, true_delta, reps=400, q=200, n_boot=1000):
     hits = 0
     for rep in range(reps):
-        d = sample(np.random.default_rng(10_000 + rep), q)
+        d = sample(np.random.default_rng(rep), q)
         low, high = paired_bootstrap(d[:, None], [np.arange(q)], n_boot=n_boot, seed=rep)
         hits += low[0, 0] <= true_delta <= high[0, 0]
     return hits / reps

@@ -22,7 +22,9 @@ Example:
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
@@ -81,17 +83,38 @@ def paired_bootstrap(
     d = _check(diffs, n_boot, "n_boot")
     if not 0 < level < 1:
         raise ValueError(f"level must lie in (0, 1); got {level!r}")
-    rng = np.random.default_rng(seed)
     low = np.full((len(groups), d.shape[1]), np.nan)
     high = np.full_like(low, np.nan)
     tail = (1 - level) / 2
-    for g, rows in enumerate(groups):
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) == 0:
-            continue
-        means = _bootstrap_means(d[rows], n_boot, rng)
-        low[g], high[g] = np.quantile(means, [tail, 1 - tail], axis=0)
+
+    def one(g: int, rows: np.ndarray, rng: np.random.Generator) -> None:
+        if len(rows):
+            means = _bootstrap_means(d[rows], n_boot, rng)
+            low[g], high[g] = np.quantile(means, [tail, 1 - tail], axis=0)
+
+    _each_group(one, groups, seed, n_boot)
     return low, high
+
+
+def _each_group(fn: Callable[[int, np.ndarray, np.random.Generator], None], groups: Sequence[np.ndarray],
+                seed: int | np.random.Generator | np.random.SeedSequence, n_draws: int) -> None:
+    """``fn(g, rows, rng)`` for every group, each with its own generator spawned from ``seed``: the
+    answer does not depend on the order, so large jobs run on a few threads (numpy's random draws,
+    gathers and sums release the GIL)."""
+    if isinstance(seed, np.random.Generator):
+        rngs = seed.spawn(len(groups))
+    else:
+        root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+        rngs = [np.random.default_rng(s) for s in root.spawn(len(groups))]
+    jobs = [(g, np.asarray(rows, dtype=np.int64), rng) for g, (rows, rng) in enumerate(zip(groups, rngs))]
+    workers = min(len(jobs), os.cpu_count() or 1, 4)
+    if workers < 2 or sum(len(rows) for _, rows, _ in jobs) * n_draws < _BLOCK:
+        for job in jobs:
+            fn(*job)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="oml-viz-paired") as pool:
+        for future in [pool.submit(fn, *job) for job in jobs]:
+            future.result()
 
 
 def _bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
@@ -133,29 +156,31 @@ def sign_flip_pvalue(
     empty group.
     """
     d = _check(diffs, n_perm, "n_perm")
-    rng = np.random.default_rng(seed)
     out = np.full((len(groups), d.shape[1]), np.nan)
-    for g, rows in enumerate(groups):
-        rows = np.asarray(rows, dtype=np.int64)
-        if len(rows) == 0:
-            continue
-        x = d[rows]
-        x = x[(x != 0).any(axis=1)]  # a zero difference flips to itself
-        if len(x) == 0:
-            out[g] = 1.0
-            continue
-        observed = np.abs(x.sum(axis=0))
-        # a flipped sum equal to the observed one up to rounding counts as at least as extreme
-        tol = 1e-9 * np.abs(x).sum(axis=0)
-        if 2 ** len(x) <= n_perm:
-            sums = np.abs(_all_signs(len(x)) @ x)
-            out[g] = (sums >= observed - tol).mean(axis=0)
-            continue
-        extreme = np.zeros(d.shape[1], dtype=np.int64)
-        for flipped in _flipped_sums(x, n_perm, rng):
-            extreme += (np.abs(x.sum(axis=0) - 2.0 * flipped) >= observed - tol).sum(axis=0)
-        out[g] = (1 + extreme) / (1 + n_perm)
+    _each_group(lambda g, rows, rng: _sign_flip_group(d, g, rows, rng, n_perm, out), groups, seed, n_perm)
     return out
+
+
+def _sign_flip_group(d: np.ndarray, g: int, rows: np.ndarray, rng: np.random.Generator, n_perm: int,
+                     out: np.ndarray) -> None:
+    if len(rows) == 0:
+        return
+    x = d[rows]
+    x = x[(x != 0).any(axis=1)]  # a zero difference flips to itself
+    if len(x) == 0:
+        out[g] = 1.0
+        return
+    observed = np.abs(x.sum(axis=0))
+    # a flipped sum equal to the observed one up to rounding counts as at least as extreme
+    tol = 1e-9 * np.abs(x).sum(axis=0)
+    if 2 ** len(x) <= n_perm:
+        sums = np.abs(_all_signs(len(x)) @ x)
+        out[g] = (sums >= observed - tol).mean(axis=0)
+        return
+    extreme = np.zeros(d.shape[1], dtype=np.int64)
+    for flipped in _flipped_sums(x, n_perm, rng):
+        extreme += (np.abs(x.sum(axis=0) - 2.0 * flipped) >= observed - tol).sum(axis=0)
+    out[g] = (1 + extreme) / (1 + n_perm)
 
 
 def _flipped_sums(x: np.ndarray, n_perm: int, rng: np.random.Generator):
