@@ -1,24 +1,36 @@
-"""Retrieval engine speed and memory against the fp32 GEMM floor and a naive full-matrix baseline.
+"""Retrieval engine speed and memory against faiss, the previous fp32 path and a full-matrix baseline.
 
-Leave-one-out on synthetic clustered data (every item both query and gallery), top-10, metrics
-cmc/1, cmc/5, precision/5, map/5. Each measurement runs in a fresh subprocess so that its peak
-resident memory (above the embeddings, which are allocated before the peak is reset) is its own.
+Leave-one-out on synthetic clustered data (every item both query and gallery), top-10. Cells:
 
-    python benchmarks/bench_retrieval.py                       # N = 20k and 50k, D = 384, CPU
+- ``engine``: ``ov.retrieve`` + cmc/1, cmc/5, precision/5, map/5 (the default exact filter-and-verify
+  search on the backend measured fastest);
+- ``engine-fp32``: the same with ``OML_VIZ_SEARCH=fp32`` (the single float32 pass used before);
+- ``faiss``: faiss ``IndexFlatL2`` search of k + 1 neighbours (search only, no metrics), threads = torch's;
+- ``full-matrix``: OML-style: rows of the full N x N distance matrix (``addmm``) then ``torch.topk``;
+- ``fnmr`` (``--fnmr``): ``retrieve`` then ``metrics(fmr_vals=(0.001, 0.01, 0.1))`` with 10 categories;
+  prints the retrieval time and the FNMR@FMR time separately.
+
+Each cell runs in a fresh subprocess, so its peak resident memory (above the embeddings, which are
+allocated before the peak is reset) is its own. The first lines give the load and the GEMM rates of
+every backend measured in the same run: the machine is shared and noisy, read the ratios.
+
+    python benchmarks/bench_retrieval.py --sizes 50000            # engine vs faiss vs fp32 vs full
+    python benchmarks/bench_retrieval.py --sizes 30000 --fnmr --only engine   # FNMR@FMR cost
     python benchmarks/bench_retrieval.py --sizes 1000000 --device cuda --no-naive   # on a GPU
-
-Ratios are measured in the same run: the machine is shared and noisy, absolute times are not.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 METRIC_ARGS = dict(cmc_top_k=(1, 5), precision_top_k=(5,), map_top_k=(5,))
+FMR_VALS = (0.001, 0.01, 0.1)
+CELLS = ("engine", "engine-fp32", "faiss", "full-matrix")
 
 
 def _rss_mb(field: str) -> float:
@@ -40,31 +52,51 @@ def _data(n: int, dim: int, device: str):
     return emb.to(device), labels.numpy()
 
 
-def _naive(emb, labels, top_n: int):
-    """Full N x N distance matrix, one topk: what a notebook user writes first."""
+def _full_matrix(emb, labels, top_n: int, rows: int = 2048):
+    """Rows of the N x N distance matrix (squared norms + addmm), self masked, one topk per block."""
     import numpy as np
     import torch
 
-    sq = (emb * emb).sum(1)
-    dist = torch.addmm(sq[:, None] + sq[None, :], emb, emb.T, alpha=-2)
-    dist.fill_diagonal_(float("inf"))
-    _, ids = torch.topk(dist, top_n, dim=1, largest=False)
-    del dist
-    ids = ids.cpu().numpy()
-    hits = labels[ids] == labels[:, None]
-    n_gt = np.bincount(labels)[labels] - 1
     from oml_viz.engine import metrics as M
 
-    return {f"cmc/{k}": np.nanmean(M.cmc(hits, n_gt, k)) for k in (1, 5)}
+    sq = (emb * emb).sum(1)
+    ids = []
+    for start in range(0, len(emb), rows):
+        q = emb[start : start + rows]
+        dist = torch.addmm(sq[start : start + rows, None] + sq[None, :], q, emb.T, alpha=-2)
+        dist[torch.arange(len(q)), torch.arange(start, start + len(q))] = float("inf")
+        ids.append(torch.topk(dist, top_n, dim=1, largest=False).indices)
+        del dist
+    ids = torch.cat(ids).cpu().numpy()
+    hits = labels[ids] == labels[:, None]
+    n_gt = np.bincount(labels)[labels] - 1
+    return float(np.nanmean(M.cmc(hits, n_gt, 1)))
+
+
+def _faiss(emb, top_n: int) -> None:
+    import faiss
+    import torch
+
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    x = emb.cpu().numpy()
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    index.search(x, top_n + 1)  # every item finds itself first
 
 
 def worker(kind: str, n: int, dim: int, top_n: int, device: str) -> dict:
+    import numpy as np
     import torch
 
     import oml_viz as ov
 
     emb, labels = _data(n, dim, device)
-    ov.retrieve(emb[:512], labels[:512], top_n=top_n, progress=False)  # warm up kernels
+    categories = np.arange(n) % 10
+    if kind.startswith("engine") or kind == "fnmr":
+        ov.retrieve(emb[:512], labels[:512], top_n=top_n, progress=False)  # warm up kernels
+        from oml_viz.engine.gemm import choose_backend
+
+        backend = choose_backend(torch.device(device)).name  # the one-off measurement, not timed
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -73,57 +105,86 @@ def worker(kind: str, n: int, dim: int, top_n: int, device: str) -> dict:
         f.write("5")
     base = _rss_mb("VmRSS")
     start = time.perf_counter()
-    if kind == "engine":
-        res = ov.retrieve(emb, labels, top_n=top_n, device=device, progress=False)
+    out: dict = {}
+    if kind in ("engine", "engine-fp32", "fnmr"):
+        res = ov.retrieve(emb, labels, top_n=top_n, device=device, progress=False, categories=categories)
         table = res.metrics(**METRIC_ARGS)
-        cmc1 = float(table.loc["OVERALL", "cmc/1"])
+        out["cmc1"] = float(table.loc["OVERALL", "cmc/1"])
+        out["backend"] = backend if kind != "engine-fp32" else "torch-fp32 (single pass)"
+        if kind == "fnmr":
+            mid = time.perf_counter()
+            out["retrieval_s"] = mid - start
+            res.metrics(cmc_top_k=(), precision_top_k=(), map_top_k=(), fmr_vals=FMR_VALS)
+            out["fnmr_s"] = time.perf_counter() - mid
+    elif kind == "faiss":
+        _faiss(emb, top_n)
+        out["cmc1"] = float("nan")
     else:
-        cmc1 = float(_naive(emb, labels, top_n)["cmc/1"])
+        out["cmc1"] = _full_matrix(emb, labels, top_n)
     if device == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
-    out = {"seconds": seconds, "peak_mb": _rss_mb("VmHWM") - base, "cmc1": cmc1}
+    out["seconds"] = time.perf_counter() - start
+    out["peak_mb"] = _rss_mb("VmHWM") - base
     if device == "cuda":
         out["gpu_peak_mb"] = (torch.cuda.max_memory_allocated() - base_gpu) / 2**20
     return out
 
 
-def gemm_rate(dim: int, device: str) -> float:
-    """Sustained fp32 GEMM flop/s of torch on this device (median of 5)."""
+def gemm_rates(dim: int, device: str) -> dict[str, float]:
+    """flop/s of every backend the engine can use (one 2048 x (dim + 1) x 50000 product, best of 3)."""
     import torch
 
-    a = torch.randn(2048, dim, device=device)
-    b = torch.randn(16384, dim, device=device)
-    times = []
-    for i in range(7):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        torch.mm(a, b.T)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        if i >= 2:
-            times.append(time.perf_counter() - t)
-    return 2 * 2048 * 16384 * dim / statistics.median(times)
+    from oml_viz.engine.gemm import candidates_for
+
+    dev = torch.device(device)
+    gen = torch.Generator().manual_seed(0)
+    a0 = torch.randn(2048, dim + 1, generator=gen)
+    b0 = torch.randn(50000, dim + 1, generator=gen)
+    rates = {}
+    for backend in candidates_for(dev):
+        a, b = backend.prepare(a0.to(dev)), backend.prepare(b0.to(dev))
+        best = float("inf")
+        for i in range(4):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            backend.mm(a, b)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i:
+                best = min(best, time.perf_counter() - t)
+        rates[backend.name] = 2 * 2048 * 50000 * (dim + 1) / best
+    return rates
 
 
 def run_worker(kind: str, n: int, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--n", str(n), "--dim", str(args.dim),
            "--top-n", str(args.top_n), "--device", args.device]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    if kind == "engine-fp32":
+        env["OML_VIZ_SEARCH"] = "fp32"
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _load() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20000, 50000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[50000])
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--top-n", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-naive", action="store_true", help="skip the full-matrix baseline")
+    parser.add_argument("--no-faiss", action="store_true", help="skip faiss")
+    parser.add_argument("--fnmr", action="store_true", help="also time FNMR@FMR against the retrieval")
+    parser.add_argument("--only", nargs="+", choices=CELLS + ("fnmr",), help="run only these cells")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -131,33 +192,57 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.n, args.dim, args.top_n, args.device)))
         return
 
-    rate = gemm_rate(args.dim, args.device)
-    print(f"device={args.device} D={args.dim} top_n={args.top_n} GEMM rate {rate / 1e9:.0f} GFLOP/s "
-          f"(median of {args.repeats} runs per cell)\n")
-    print("| N | engine s | GEMM floor s | engine / floor | naive s | naive / engine | "
-          "engine peak MB above data | naive peak MB | CMC@1 engine / naive |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    import torch
+
+    cells = list(args.only or CELLS)
+    if args.no_naive and "full-matrix" in cells:
+        cells.remove("full-matrix")
+    if (args.no_faiss or args.device != "cpu") and "faiss" in cells:
+        cells.remove("faiss")
+    if args.fnmr and "fnmr" not in cells:
+        cells.append("fnmr")
+    print(f"load average before: {_load()}; torch threads {torch.get_num_threads()}; device={args.device} "
+          f"D={args.dim} top_n={args.top_n}; median of {args.repeats} per cell")
+    rates = gemm_rates(args.dim, args.device)
+    best_fp32 = max(r for name, r in rates.items() if "bf16" not in name)
+    print("GEMM rates (GFLOP/s): " + ", ".join(f"{k} {v / 1e9:.0f}" for k, v in rates.items()))
     for n in args.sizes:
-        floor = 2 * n * n * args.dim / rate
-        runs = [run_worker("engine", n, args) for _ in range(args.repeats)]
-        if any("error" in r for r in runs):
-            print(f"| {n} | error: {runs[0].get('error')} |")
-            continue
-        eng = statistics.median(r["seconds"] for r in runs)
-        peak = max(r["peak_mb"] for r in runs)
-        if "gpu_peak_mb" in runs[0]:
-            peak = f"{peak:.0f} (GPU {max(r['gpu_peak_mb'] for r in runs):.0f})"
-        else:
-            peak = f"{peak:.0f}"
-        naive = {"seconds": float("nan"), "peak_mb": float("nan"), "cmc1": float("nan")}
-        if not args.no_naive:
-            naive = run_worker("naive", n, args)
-            if "error" in naive:
-                print(f"(naive baseline at N={n} failed: {naive['error']})")
-                naive = {"seconds": float("nan"), "peak_mb": float("nan"), "cmc1": float("nan")}
-        print(f"| {n} | {eng:.2f} | {floor:.2f} | {eng / floor:.2f}x | {naive['seconds']:.2f} | "
-              f"{naive['seconds'] / eng:.2f}x | {peak} | {naive['peak_mb']:.0f} | "
-              f"{runs[0]['cmc1']:.4f} / {naive['cmc1']:.4f} |", flush=True)
+        floor = 2 * n * n * args.dim / best_fp32
+        print(f"\nN = {n}: fp32 GEMM floor (fastest fp32 rate) {floor:.2f} s")
+        print("| cell | backend | seconds | / engine | peak MB above data | CMC@1 |")
+        print("|---|---|---|---|---|---|")
+        results = {}
+        for rep in range(args.repeats):  # interleaved, so that load bursts hit every cell alike
+            for kind in cells:
+                results.setdefault(kind, []).append(run_worker(kind, n, args))
+        engine_s = None
+        for kind in cells:
+            runs = results[kind]
+            if any("error" in r for r in runs):
+                print(f"| {kind} | error: {runs[0].get('error')} | | | | |")
+                continue
+            sec = statistics.median(r["seconds"] for r in runs)
+            if kind == "engine":
+                engine_s = sec
+            peak = f"{max(r['peak_mb'] for r in runs):.0f}"
+            if "gpu_peak_mb" in runs[0]:
+                peak += f" (GPU {max(r['gpu_peak_mb'] for r in runs):.0f})"
+            ratio = f"{sec / engine_s:.2f}x" if engine_s else "-"
+            print(f"| {kind} | {runs[0].get('backend', '-')} | {sec:.2f} | {ratio} | {peak} | "
+                  f"{runs[0]['cmc1']:.4f} |", flush=True)
+            if kind == "fnmr":
+                ret = statistics.median(r["retrieval_s"] for r in runs)
+                fn = statistics.median(r["fnmr_s"] for r in runs)
+                print(f"|   fnmr@fmr {FMR_VALS}, OVERALL + 10 categories | | {fn:.2f} | "
+                      f"{fn / ret:.2f}x its retrieval ({ret:.2f} s) | | |")
+        if engine_s and "faiss" in results and "error" not in results["faiss"][0]:
+            faiss_s = statistics.median(r["seconds"] for r in results["faiss"])
+            print(f"engine / faiss = {engine_s / faiss_s:.2f} (target <= 0.8)")
+        if engine_s and "full-matrix" in results and "error" not in results["full-matrix"][0]:
+            full_s = statistics.median(r["seconds"] for r in results["full-matrix"])
+            print(f"full-matrix / engine = {full_s / engine_s:.2f} (target >= 4)")
+        print(f"engine / fp32 floor = {engine_s / floor:.2f}" if engine_s else "")
+    print(f"load average after: {_load()}")
 
 
 if __name__ == "__main__":

@@ -11,18 +11,23 @@ the vectors (no cancellation error) and re-sorted by (distance, item id).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .candidates import FilterSearch, ids_are_packable
+from .gemm import choose_backend
 from .topk import GROUP, ordered_int, smallest_k
 
 _PAD_SCORE = 1e38  # padding columns: finite so that 0 * pad never makes NaN in the product
 _INVALID = 1e37  # any score above this is padding or an excluded pair
 _CPU_BLOCK_BYTES = 192 * 2**20
 _PROGRESS_MIN_PAIRS = 2e8
+_FILTER_BLOCK_BYTES = 64 * 2**20  # the filter's score block (bf16 halves it per row)
+_MEASURE_MIN_PAIRS = 5e7  # below this the backend measurement would cost more than it saves
 
 
 @dataclass
@@ -140,13 +145,25 @@ def search(
     device: torch.device,
     batch_size: int | None,
     progress: bool | None,
+    method: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k gallery items of every query: (retrieved item ids, distances), padded with -1 / inf.
 
     ``vectors`` are all N embeddings (already unit length for cosine). Gallery items whose sequence
     code equals the query's are excluded (every item has a code, so this also excludes the query
     itself).
+
+    ``method`` (default: env ``OML_VIZ_SEARCH``, else ``"filter"``): ``"filter"`` is the exact
+    filter-and-verify search of :mod:`.candidates` on the fastest measured backend; ``"fp32"`` the
+    single float32 pass that ranks by the augmented score (kept as the reference the fast path is
+    tested against; it can differ only where two distances agree to float32 rounding).
     """
+    method = method or os.environ.get("OML_VIZ_SEARCH") or "filter"
+    if method not in ("filter", "fp32"):
+        raise ValueError(f"method must be 'filter' or 'fp32', got {method!r}")
+    if method == "filter" and ids_are_packable(gallery_ids):
+        return _search_filter(vectors, query_ids, gallery_ids, seq_codes, k=k, distance=distance,
+                              device=device, batch_size=batch_size, progress=progress)
     exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
     if progress is None:
         progress = len(query_ids) * len(gallery_ids) >= _PROGRESS_MIN_PAIRS
@@ -168,4 +185,50 @@ def search(
         values, cols = smallest_k(scores, k)
         del scores
         out_ids[start:stop], out_dist[start:stop] = finalize(queries, gallery, gallery_ids_dev, values, cols, distance)
+    return out_ids, out_dist
+
+
+def _search_filter(
+    vectors: torch.Tensor,
+    query_ids: np.ndarray,
+    gallery_ids: np.ndarray,
+    seq_codes: np.ndarray,
+    *,
+    k: int,
+    distance: str,
+    device: torch.device,
+    batch_size: int | None,
+    progress: bool | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`search` by filter and verify (:class:`.candidates.FilterSearch`): the exact answer."""
+    exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
+    n_query, n_gallery = len(query_ids), len(gallery_ids)
+    if progress is None:
+        progress = n_query * n_gallery >= _PROGRESS_MIN_PAIRS
+    if n_gallery == len(vectors) and np.array_equal(gallery_ids, np.arange(n_gallery)):
+        gallery = vectors.to(device)  # no copy of the whole set
+    else:
+        gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
+    big = n_query * n_gallery >= _MEASURE_MIN_PAIRS
+    backend = choose_backend(device, measure=big)
+    finder = FilterSearch(
+        gallery, torch.as_tensor(gallery_ids, device=device), distance, k, backend,
+        lambda: gallery_matrix(gallery, distance),
+    )
+    if batch_size:
+        chunk = batch_size
+    elif device.type == "cuda":
+        chunk = auto_batch_size(n_gallery, device)
+    else:
+        per_row = finder.padded * torch.finfo(finder.backend.dtype).bits // 8
+        chunk = int(max(1, min(_FILTER_BLOCK_BYTES // per_row, 65536)))
+    query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
+    out_ids = np.empty((n_query, k), dtype=np.int64)
+    out_dist = np.empty((n_query, k), dtype=np.float32)
+    starts = range(0, n_query, chunk)
+    for start in tqdm(starts, desc="retrieval", unit="chunk", disable=not progress, leave=False):
+        stop = min(start + chunk, n_query)
+        queries = vectors[torch.as_tensor(query_ids[start:stop])].to(device)
+        ids, dist = finder.run(queries, exclusions.pairs(query_seq[start:stop]))
+        out_ids[start:stop], out_dist[start:stop] = ids.cpu().numpy(), dist.cpu().numpy()
     return out_ids, out_dist

@@ -1,0 +1,387 @@
+"""Exact top-k by filter and verify: a fast score pass with a proven error bound, exact re-scoring.
+
+The answer is defined by the exact float32 distances of :func:`.search.exact_distances` (the
+formula the engine has always reported) and ties by item id: the k gallery items with the smallest
+``(distance, id)``. The fast pass only decides which items cannot be in that answer.
+
+**Scores.** With augmented rows (see :mod:`.search`) the real-number score of a pair is
+``s = |g|^2 - 2 q.g`` (euclidean, so ``d^2 = s + |q|^2``) or ``s = -q.g`` (cosine, unit rows, so
+``d = 1 + s``). The fast pass computes ``s + c`` with one more column (``c`` per query, exactly
+representable in bf16, large enough that every score is positive, so that bf16 minima can be taken
+on the bits as int16). A backend (:mod:`.gemm`) rounds the operands with unit roundoff ``u_in``
+(bf16: ``2^-8``; TF32: ``2^-11``; fp32: exact), accumulates in float32 in any order (unit
+``u = 2^-24``, ``gamma = n u / (1 - n u)``, n = D + 3 terms) and rounds the result with ``u_out``
+(bf16 output: ``2^-8``). Then for every pair ``|s~ - (s + c)| <= B_in(q, g) + u' |s~|`` with
+``u' = u_out / (1 - u_out)`` and ``B_in = alpha |q||g| + beta |g|^2 + gamma c + eps (1 + |q| + 2|g|)``:
+
+- operands: each product ``q_i g_i`` moves by at most ``(2 u_in + u_in^2) |q_i g_i|``, and
+  ``sum |q_i g_i| <= |q||g|`` (Cauchy-Schwarz); the ``|g|^2`` entry is computed in float32
+  (``gamma``) then rounded (``u_in``); ``c`` and the ones are exact;
+- accumulation: ``gamma`` times the sum of the magnitudes of the terms, at most
+  ``f (1+u_in)^2 |q||g| + (1+u_in)(1+gamma) |g|^2 + c`` (``f = 2`` euclidean, ``1`` cosine, which
+  has no ``|g|^2`` term);
+- output rounding: ``u_out |exact sum| <= u' |s~|``;
+- ``eps = 8 (D + 3) 2^-126`` covers denormals flushed to zero by bf16 dot-product instructions.
+
+So ``alpha = f (2 u_in + u_in^2) + gamma f (1 + u_in)^2`` and
+``beta = gamma + u_in (1 + gamma) + gamma (1 + u_in)(1 + gamma)`` (euclidean), each raised by 1 %
+for the float64 arithmetic that applies them.
+
+**Exact distances.** The float32 formula ``d~`` is within a relative ``theta = 2 (D + 8) u`` of the
+real distance (squared, euclidean) plus ``(D + 2) 2^-125`` for squares below the normal range; cosine's
+``1 - q.g`` is within ``gamma_n |q||g| + u (1 + 2 |q||g|)``.
+
+**Filter.** Per query: ``tau`` = the largest ``s~ + B`` over k distinct items (the k smallest
+``s~``), an upper bound of the k-th smallest real score. Every item of the answer has
+``d~ <= `` (k-th smallest ``d~``), hence a real score ``s <= T(tau)`` (tau widened by the distance
+error above), hence ``s~ - B <= T(tau)``. The filter keeps exactly those items (first whole groups
+of 128 columns by their minimum and largest norm, then single items), computes ``d~`` for them with
+the same formula, and selects by ``(d~, id)``: the result equals the exact answer, whatever the
+backend's rounding. Rows left with more than ``MAX_CANDIDATES`` candidates (massive exact ties,
+extreme norms) are redone with the float32 backend, then, if still needed, by exact distances over
+the whole gallery in pieces.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .gemm import Backend, fp32_backend
+from .topk import GROUP, ordered_int
+
+U32 = 2.0**-24
+TINY = 2.0**-126  # smallest normal float32 (and bfloat16)
+MAX_CANDIDATES = 4096  # per query; more goes to the next, tighter stage
+_VERIFY_PAIRS = 1 << 13  # pairs whose vectors are gathered at once when verifying (~12 MB)
+_PAD = 1e38
+_INVALID = 1e37
+_SAFE_SCORE = 1e35  # larger possible scores could reach the padding sentinels: use exact pieces
+
+
+def _gamma(n: int) -> float:
+    return n * U32 / (1 - n * U32)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """``|s~ - (s + c)| <= alpha |q||g| + beta |g|^2 + gamma c + eps (1 + |q| + 2|g|) + u_out' |s~|``."""
+
+    alpha: float
+    beta: float
+    gamma: float
+    eps: float
+    u_out: float  # u_out / (1 - u_out)
+
+    @classmethod
+    def of(cls, backend: Backend, dim: int, distance: str) -> Bound:
+        """The bound of ``backend``'s scores for ``dim``-dimensional vectors (derivation: module doc).
+
+        Example:
+            >>> from oml_viz.engine.gemm import BACKENDS
+            >>> b = Bound.of(BACKENDS["torch-bf16"], 384, "euclidean")
+            >>> 4 * 2**-8 < b.alpha < 4.1 * 2**-8, b.u_out > 2**-8
+            (True, True)
+        """
+        u_in, g = backend.u_in, _gamma(dim + 3)
+        f = 2.0 if distance == "euclidean" else 1.0
+        alpha = f * (2 * u_in + u_in**2) + g * f * (1 + u_in) ** 2
+        beta = 0.0
+        if distance == "euclidean":
+            beta = g + u_in * (1 + g) + g * (1 + u_in) * (1 + g)
+        u_out = backend.u_out / (1 - backend.u_out)
+        return cls(alpha * 1.01, beta * 1.01, g * 1.01, 8 * (dim + 3) * TINY, u_out * 1.01)
+
+    def at(self, q_norm: torch.Tensor, g_norm: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """``B_in`` for (broadcast) norms and shifts, float64."""
+        return (self.alpha * q_norm * g_norm + self.beta * g_norm * g_norm + self.gamma * shift
+                + self.eps * (1 + q_norm + 2 * g_norm))
+
+    def below(self, x: torch.Tensor) -> torch.Tensor:
+        """The largest ``s~`` with ``s~ - u_out' |s~| <= x`` (in place on ``x``)."""
+        return torch.where(x >= 0, x / (1 - self.u_out), x / (1 + self.u_out))
+
+
+def score_limit(tau: torch.Tensor, q_sq: torch.Tensor, qg_max: torch.Tensor, dim: int, distance: str) -> torch.Tensor:
+    """Largest real score an answer item can have, given ``tau`` >= the k-th smallest real score.
+
+    ``q_sq`` is ``|q|^2`` and ``qg_max`` the largest ``|q||g|`` (float64, per query).
+    """
+    if distance == "euclidean":
+        theta = 2 * (dim + 8) * U32
+        under = (dim + 2) * 2.0**-125  # squares flushed or rounded below the normal range
+        d2 = (tau + q_sq).clamp(min=0)
+        limit = ((1 + theta) * d2 + 2 * under) / (1 - theta) - q_sq
+    else:
+        err = _gamma(dim + 2) * qg_max + U32 * (1 + 2 * qg_max) + (dim + 3) * 2.0**-125
+        limit = torch.maximum(tau + 2 * err, -1 + err)
+    limit = limit + 1e-12 * (tau.abs() + q_sq.abs() + 1e-30)  # the float64 arithmetic above
+    return torch.where(torch.isfinite(tau), limit, torch.full_like(limit, float("inf")))
+
+
+class FilterSearch:
+    """Exact top-k of query chunks against one gallery by filter and verify (see the module doc)."""
+
+    def __init__(
+        self,
+        gallery: torch.Tensor,
+        gallery_ids: torch.Tensor,
+        distance: str,
+        k: int,
+        backend: Backend,
+        make_matrix: Callable[[], torch.Tensor],
+    ) -> None:
+        """``gallery`` (G, D) float32 rows; ``make_matrix()`` builds their (padded G, D + 1) augmented rows."""
+        self.gallery, self.gallery_ids, self.distance, self.k = gallery, gallery_ids, distance, k
+        self.n, self.dim = gallery.shape
+        self.padded = -(-self.n // GROUP) * GROUP
+        self.n_groups = self.padded // GROUP
+        norms = torch.zeros(self.padded, dtype=torch.float64, device=gallery.device)
+        norms[: self.n] = gallery.double().norm(dim=1) * (1 + 1e-12)
+        self.norms = norms
+        self.group_norms = norms.view(self.n_groups, GROUP).amax(1)
+        self.max_norm = float(norms.max()) if self.n else 0.0
+        self.fp32 = fp32_backend(gallery.device)
+        self._matrices: dict[str, torch.Tensor | None] = {}
+        self._make_matrix = make_matrix
+        self.backend = backend if self._matrix(backend) is not None else self.fp32
+
+    def _matrix(self, backend: Backend) -> torch.Tensor | None:
+        """The gallery operand in ``backend``'s dtype; None when rounding made it non-finite."""
+        if backend.name not in self._matrices:
+            base = self._make_matrix()
+            m = backend.prepare(torch.cat([base, base.new_ones(len(base), 1)], dim=1))
+            del base
+            self._matrices[backend.name] = m if bool(torch.isfinite(m[: self.n]).all()) else None
+        return self._matrices[backend.name]
+
+    def run(
+        self, queries: torch.Tensor, excluded: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(R, k) retrieved item ids (-1 padded) and float32 distances (inf padded) of a query chunk."""
+        rows, device = queries.shape[0], queries.device
+        out_ids = torch.full((rows, self.k), -1, dtype=torch.int64, device=device)
+        out_dist = torch.full((rows, self.k), float("inf"), dtype=torch.float32, device=device)
+        q64 = queries.double()
+        q_sq = (q64 * q64).sum(1)
+        q_norm = q_sq.sqrt() * (1 + 1e-12)
+        extreme = self.max_norm * (2 * q_norm + self.max_norm) > _SAFE_SCORE
+        pending = None if not bool(extreme.any()) else torch.arange(rows, device=device)[~extreme]
+        for backend in (self.backend, self.fp32):
+            if (pending is not None and not len(pending)) or self._matrix(backend) is None:
+                continue
+            if pending is None:
+                heavy = self._filter(backend, queries, q_norm, q_sq, excluded, out_ids, out_dist, None)
+                pending = torch.arange(rows, device=device)[heavy]
+            else:
+                sub = _subset(excluded, pending, rows)
+                heavy = self._filter(backend, queries[pending], q_norm[pending], q_sq[pending], sub,
+                                     out_ids, out_dist, pending)
+                pending = pending[heavy]
+            if backend is self.fp32:
+                break
+        leftover = torch.arange(rows, device=device)[extreme]
+        if pending is not None:
+            leftover = torch.cat([leftover, pending])
+        for row in leftover.tolist():
+            self._brute(queries[row], _subset(excluded, torch.tensor([row], device=device), rows),
+                        out_ids, out_dist, row)
+        return out_ids, out_dist
+
+    def _filter(
+        self,
+        backend: Backend,
+        queries: torch.Tensor,
+        q_norm: torch.Tensor,
+        q_sq: torch.Tensor,
+        excluded: tuple[torch.Tensor, torch.Tensor],
+        out_ids: torch.Tensor,
+        out_dist: torch.Tensor,
+        out_rows: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Fill the rows it can; return the mask of rows with too many candidates."""
+        rows, k = queries.shape[0], self.k
+        bound = Bound.of(backend, self.dim, self.distance)
+        shift = self._shift(bound, q_norm, q_sq)
+        lhs = torch.cat([queries, queries.new_ones(rows, 1), shift.float().unsqueeze(1)], dim=1)
+        scores = backend.mm(backend.prepare(lhs), self._matrix(backend))
+        with _bookkeeping_threads(scores.device):
+            return self._select(backend, bound, scores, queries, q_norm, q_sq, shift, excluded,
+                                out_ids, out_dist, out_rows)
+
+    def _shift(self, bound: Bound, q_norm: torch.Tensor, q_sq: torch.Tensor) -> torch.Tensor:
+        """Per-query ``c`` (float64 holding a bf16 value) that makes every score positive."""
+        lowest = q_sq if self.distance == "euclidean" else q_norm * self.max_norm  # -min of s
+        gm = torch.tensor(self.max_norm, dtype=torch.float64, device=q_norm.device)
+        need = lowest * (1 + 2**-6) + 2 * bound.at(q_norm, gm, 4 * lowest + 4) + 1e-30
+        c = (need * (1 + 2**-6)).to(torch.bfloat16)  # rounding to bf16 loses < 2^-8: still >= need
+        return c.double()
+
+    def _select(
+        self,
+        backend: Backend,
+        bound: Bound,
+        scores: torch.Tensor,
+        queries: torch.Tensor,
+        q_norm: torch.Tensor,
+        q_sq: torch.Tensor,
+        shift: torch.Tensor,
+        excluded: tuple[torch.Tensor, torch.Tensor],
+        out_ids: torch.Tensor,
+        out_dist: torch.Tensor,
+        out_rows: torch.Tensor | None,
+    ) -> torch.Tensor:
+        rows, k = queries.shape[0], self.k
+        scores[excluded] = float("inf")
+        grouped = scores.view(rows, self.n_groups, GROUP)
+        if scores.dtype == torch.bfloat16:  # positive bf16 values order as their int16 bits (fast)
+            minima32 = grouped.view(torch.int16).amin(dim=2).view(torch.bfloat16).float()
+        else:
+            minima32 = grouped.amin(dim=2)
+        minima = minima32.double()
+
+        # tau: the k smallest group minima are k distinct items; their bound at the largest norm
+        if self.n_groups >= k:
+            kth = torch.topk(minima32, k, dim=1, largest=False, sorted=False).values.amax(dim=1).double()
+            gm = torch.tensor(self.max_norm, dtype=torch.float64, device=kth.device)
+            tau = kth + bound.u_out * kth.abs() + bound.at(q_norm, gm, shift) - shift
+            tau = torch.where(kth < _INVALID, tau, torch.full_like(tau, float("inf")))
+        else:
+            tau = torch.full_like(q_norm, float("inf"))
+        limit = score_limit(tau, q_sq, q_norm * self.max_norm, self.dim, self.distance) + shift
+
+        # an item stays when s~ - B <= limit; B at its group's largest norm holds for each item
+        # (groups first, by their minimum; then the items of the groups kept)
+        gb = bound.at(q_norm.unsqueeze(1), self.group_norms.unsqueeze(0), shift.unsqueeze(1))
+        threshold = bound.below(gb.add_(limit.unsqueeze(1))).clamp_(max=_INVALID)
+        keep_group = minima <= threshold
+        heavy = keep_group.sum(1) * GROUP > 8 * MAX_CANDIDATES
+        if bool(heavy.any()):
+            keep_group &= ~heavy.unsqueeze(1)
+        g_rows, g_idx = keep_group.nonzero().unbind(1)
+        # float32 comparison against the threshold rounded up: still conservative
+        thr = threshold[g_rows, g_idx]
+        thr32 = thr.float()
+        thr32 = torch.where(thr32.double() < thr, torch.nextafter(thr32, thr32.new_tensor(float("inf"))), thr32)
+        keep = grouped[g_rows, g_idx].float() <= thr32.unsqueeze(1)
+        del scores, grouped
+        pair, slot = keep.nonzero().unbind(1)
+        cand_rows, cand_cols = g_rows[pair], g_idx[pair] * GROUP + slot  # sorted by row
+        counts = torch.bincount(cand_rows, minlength=rows)
+        over = counts > MAX_CANDIDATES
+        if bool(over.any()):
+            heavy |= over
+            light = ~heavy[cand_rows]
+            cand_rows, cand_cols = cand_rows[light], cand_cols[light]
+            counts = torch.bincount(cand_rows, minlength=rows)
+        self._verify(queries, cand_rows, cand_cols, counts, out_ids, out_dist, out_rows)
+        return heavy
+
+    def _verify(
+        self,
+        queries: torch.Tensor,
+        cand_rows: torch.Tensor,
+        cand_cols: torch.Tensor,
+        counts: torch.Tensor,
+        out_ids: torch.Tensor,
+        out_dist: torch.Tensor,
+        out_rows: torch.Tensor | None,
+    ) -> None:
+        """Exact distances of candidate pairs (sorted by row); each row's k smallest (distance, id) go out."""
+        from .search import exact_distances
+
+        if not len(cand_rows):
+            return
+        pieces = []
+        for start in range(0, len(cand_rows), _VERIFY_PAIRS):
+            r = cand_rows[start : start + _VERIFY_PAIRS]
+            c = cand_cols[start : start + _VERIFY_PAIRS]
+            q, g = queries.index_select(0, r), self.gallery.index_select(0, c)
+            pieces.append(exact_distances(q, g.unsqueeze(1), self.distance)[:, 0])
+        dist = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+        # distances are >= 0, so their float32 bits sort as the values; ids fill the low 32 bits
+        keys = (dist.view(torch.int32).to(torch.int64) << 32) | self.gallery_ids[cand_cols]
+        starts = torch.cumsum(counts, 0) - counts
+        rank = torch.arange(len(cand_rows), device=keys.device) - starts[cand_rows]
+        width = int(counts.max())
+        table = torch.full((queries.shape[0], width), torch.iinfo(torch.int64).max, device=keys.device)
+        table[cand_rows, rank] = keys
+        best = torch.topk(table, min(self.k, width), dim=1, largest=False).values
+        n = best.shape[1]
+        filled = best != torch.iinfo(torch.int64).max
+        ids = torch.where(filled, best & 0xFFFFFFFF, -1)
+        dists = torch.where(filled, (best >> 32).to(torch.int32).view(torch.float32), float("inf"))
+        if out_rows is None:
+            out_ids[:, :n], out_dist[:, :n] = ids, dists
+        else:
+            out_ids[out_rows, :n], out_dist[out_rows, :n] = ids, dists
+
+    def _brute(
+        self,
+        query: torch.Tensor,
+        excluded: tuple[torch.Tensor, torch.Tensor],
+        out_ids: torch.Tensor,
+        out_dist: torch.Tensor,
+        row: int,
+    ) -> None:
+        """Exact distances to the whole gallery in pieces: the last resort, always exact."""
+        from .search import exact_distances
+
+        mask = torch.ones(self.n, dtype=torch.bool, device=query.device)
+        mask[excluded[1][excluded[1] < self.n]] = False
+        best_key = torch.empty(0, dtype=torch.int64, device=query.device)
+        best_dist = torch.empty(0, dtype=torch.float32, device=query.device)
+        piece = max(1, _VERIFY_PAIRS // 4)
+        for start in range(0, self.n, piece):
+            cols = torch.arange(start, min(start + piece, self.n), device=query.device)
+            cols = cols[mask[cols]]
+            if not len(cols):
+                continue
+            dist = exact_distances(query.unsqueeze(0), self.gallery[cols].unsqueeze(0), self.distance)[0]
+            key = (ordered_int(dist) << 32) | self.gallery_ids[cols]
+            best_key, best_dist = torch.cat([best_key, key]), torch.cat([best_dist, dist])
+            order = torch.argsort(best_key)[: self.k]
+            best_key, best_dist = best_key[order], best_dist[order]
+        n = len(best_key)
+        out_ids[row, :n] = best_key & 0xFFFFFFFF
+        out_dist[row, :n] = best_dist
+
+
+@contextmanager
+def _bookkeeping_threads(device: torch.device) -> Iterator[None]:
+    """One torch thread for the many small steps after the product on CPU.
+
+    They are short and memory-bound: on a shared machine, every parallel step waits for the other
+    threads to be scheduled (measured 2-3x slower with 2 threads on a loaded 2-core box).
+    """
+    if device.type != "cpu" or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _subset(
+    excluded: tuple[torch.Tensor, torch.Tensor], rows: torch.Tensor, n_rows: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Excluded pairs of the chunk's ``rows``, renumbered 0..len(rows)-1."""
+    ex_rows, ex_cols = excluded
+    if len(rows) == n_rows:
+        return ex_rows, ex_cols
+    position = torch.full((n_rows,), -1, dtype=torch.int64, device=rows.device)
+    position[rows] = torch.arange(len(rows), device=rows.device)
+    new_rows = position[ex_rows]
+    keep = new_rows >= 0
+    return new_rows[keep], ex_cols[keep]
+
+
+def ids_are_packable(gallery_ids: np.ndarray) -> bool:
+    """Item ids fit the 31 low bits of the packed (distance, id) keys."""
+    return len(gallery_ids) == 0 or int(gallery_ids.max()) < 2**31

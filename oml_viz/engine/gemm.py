@@ -1,0 +1,125 @@
+"""The score product ``A @ B.T`` on the fastest matrix-multiply backend, chosen by one measurement.
+
+Machines differ in which library multiplies fastest (on one AMD CPU: torch's MKL fp32 at ~100
+GFLOP/s, numpy's OpenBLAS fp32 at ~180, torch's bf16 at ~275). :func:`choose_backend` times one
+product per candidate backend the first time a device is used and keeps the winner for the process;
+no CPU name is ever looked up.
+
+Every backend states how it rounds (``u_in``: unit roundoff of the operands' conversion, ``u_out``:
+of the result's), which is all :mod:`.candidates` needs to bound its error and stay exact.
+
+Example:
+    >>> import torch
+    >>> backend = BACKENDS["torch-fp32"]
+    >>> a, b = torch.ones(2, 3), torch.ones(4, 3)
+    >>> backend.mm(backend.prepare(a), backend.prepare(b)).tolist()
+    [[3.0, 3.0, 3.0, 3.0], [3.0, 3.0, 3.0, 3.0]]
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+BF16_ADVANTAGE = 1.3  # bf16 must beat the best fp32 rate by this much to pay for its verification
+_ENV = "OML_VIZ_GEMM"  # force a backend by name (tests, benchmarks)
+_chosen: dict[str, Backend] = {}
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to compute ``a @ b.T``: operand dtype, library, and its rounding units."""
+
+    name: str
+    dtype: torch.dtype
+    library: str  # "torch" or "numpy"
+    u_in: float  # operands are rounded to this unit roundoff (0: used exactly as given)
+    u_out: float  # the result is rounded to this unit roundoff (0: float32 result)
+
+    def prepare(self, matrix: torch.Tensor) -> torch.Tensor:
+        """The operand in this backend's dtype, contiguous (rows are items)."""
+        return matrix.to(self.dtype).contiguous()
+
+    def mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a @ b.T`` for prepared operands; float32 or bfloat16 result on ``a``'s device."""
+        if self.library == "numpy":
+            return torch.from_numpy(np.matmul(a.numpy(), b.numpy().T))
+        return torch.mm(a, b.T)
+
+
+BACKENDS = {
+    "torch-fp32": Backend("torch-fp32", torch.float32, "torch", 0.0, 0.0),
+    "numpy-fp32": Backend("numpy-fp32", torch.float32, "numpy", 0.0, 0.0),
+    "torch-bf16": Backend("torch-bf16", torch.bfloat16, "torch", 2.0**-8, 2.0**-8),
+    # CUDA: the operands may be rounded to TF32 (10 stored bits) whatever the flags say later
+    "cuda-tf32": Backend("cuda-tf32", torch.float32, "torch", 2.0**-11, 0.0),
+}
+
+
+def fp32_backend(device: torch.device) -> Backend:
+    """The float32 backend that :mod:`.candidates` falls back to on ``device``."""
+    return BACKENDS["cuda-tf32" if device.type == "cuda" else "torch-fp32"]
+
+
+def _rate(backend: Backend, dim: int, device: torch.device) -> float:
+    """Measured flop/s of one 512 x dim x 8192 product (best of 3, after one warm-up)."""
+    gen = torch.Generator().manual_seed(0)
+    a = backend.prepare(torch.randn(512, dim + 1, generator=gen).to(device))
+    b = backend.prepare(torch.randn(8192, dim + 1, generator=gen).to(device))
+    best = float("inf")
+    for i in range(4):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        backend.mm(a, b)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            best = min(best, time.perf_counter() - start)
+    return 2 * 512 * 8192 * (dim + 1) / best
+
+
+def candidates_for(device: torch.device) -> list[Backend]:
+    """Backends worth timing on ``device``."""
+    if device.type == "cuda":
+        return [BACKENDS["cuda-tf32"]]
+    out = [BACKENDS["torch-fp32"], BACKENDS["numpy-fp32"]]
+    try:
+        torch.mm(torch.ones(2, 2, dtype=torch.bfloat16), torch.ones(2, 2, dtype=torch.bfloat16))
+        out.append(BACKENDS["torch-bf16"])
+    except RuntimeError:  # no bf16 kernel on this build
+        pass
+    return out
+
+
+def measure_rates(device: torch.device, dim: int = 384) -> dict[str, float]:
+    """flop/s of every candidate backend on ``device`` (a fresh measurement)."""
+    return {b.name: _rate(b, dim, device) for b in candidates_for(device)}
+
+
+def choose_backend(device: torch.device, measure: bool = True) -> Backend:
+    """The fastest backend on ``device``, measured once per process (env ``OML_VIZ_GEMM`` forces one).
+
+    bf16 wins only when it beats the best float32 rate by ``BF16_ADVANTAGE``: its looser error bound
+    leaves more candidates to verify. ``measure=False`` (small problems): the float32 backend, unless
+    one is forced.
+    """
+    forced = os.environ.get(_ENV)
+    if forced:
+        if forced not in BACKENDS:
+            raise ValueError(f"{_ENV}={forced!r} is not one of {sorted(BACKENDS)}")
+        return BACKENDS[forced]
+    if not measure:
+        return fp32_backend(device)
+    key = str(device)
+    if key not in _chosen:
+        rates = measure_rates(device)
+        fp32 = max((r, n) for n, r in rates.items() if BACKENDS[n].dtype == torch.float32)
+        best = BACKENDS[fp32[1]]
+        if rates.get("torch-bf16", 0.0) > BF16_ADVANTAGE * fp32[0]:
+            best = BACKENDS["torch-bf16"]
+        _chosen[key] = best
+    return _chosen[key]
