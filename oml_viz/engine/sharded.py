@@ -298,9 +298,8 @@ def retrieve_sharded(
 
     out_ids = np.empty((len(query_ids), k), dtype=np.int64)
     out_dist = np.empty((len(query_ids), k), dtype=np.float32)
-    gallery_vectors = shard.vectors[torch.as_tensor(local_gallery)].to(search_device)
-    gallery_global = local_gallery + lo
-    gallery_seq = seq_codes[gallery_global]
+    searcher = _ShardSearch(shard.vectors[torch.as_tensor(local_gallery)], local_gallery + lo, seq_codes,
+                            world * chunk, k, distance, search_device)
     show = progress if progress is not None else len(query_ids) * n >= 2e8
     for step in tqdm(range(n_steps), desc="sharded retrieval", unit="step",
                      disable=not show or rank != 0, leave=False):
@@ -312,8 +311,7 @@ def retrieve_sharded(
         gathered = D.all_gather_rows(sent, group, counts=sizes)
         rows = np.concatenate([q_offsets[r] + begin + np.arange(sizes[r]) for r in range(world)]).astype(np.int64)
         queries = torch.cat([g.to(search_device) for g in gathered])
-        ids, dist = _search_shard(queries, query_ids[rows], gallery_vectors, gallery_global, gallery_seq,
-                                  seq_codes, k, distance, search_device)
+        ids, dist = searcher(queries, query_ids[rows])
         all_ids = D.all_gather_same(torch.as_tensor(ids).to(comm), group)
         all_dist = D.all_gather_same(torch.as_tensor(dist).to(comm), group)
         out_ids[rows], out_dist[rows] = _merge(
@@ -368,35 +366,41 @@ def _check_agreement(metas: list[dict]) -> None:
                          "one type (e.g. all ints or all strings) on every process")
 
 
-def _search_shard(
-    queries: torch.Tensor,
-    query_global: np.ndarray,
-    gallery: torch.Tensor,
-    gallery_global: np.ndarray,
-    gallery_seq: np.ndarray,
-    seq_codes: np.ndarray,
-    k: int,
-    distance: str,
-    device: torch.device,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of the gathered queries in this shard's gallery: (global ids, distances), padded to k."""
-    m = len(queries)
-    ids = np.full((m, k), -1, dtype=np.int64)
-    dist = np.full((m, k), np.inf, dtype=np.float32)
-    if m == 0 or len(gallery) == 0:
+class _ShardSearch:
+    """Top-k of gathered query chunks in this process's gallery shard, via the engine's ``search``.
+
+    One buffer holds the gallery shard followed by the current query chunk, so a step copies only
+    its queries (``search`` takes all vectors in one tensor, addressed by ids).
+    """
+
+    def __init__(self, gallery: torch.Tensor, gallery_global: np.ndarray, seq_codes: np.ndarray,
+                 max_queries: int, k: int, distance: str, device: torch.device) -> None:
+        self.n_gallery, dim = gallery.shape
+        self.buffer = torch.empty(self.n_gallery + max_queries, dim, dtype=torch.float32, device=device)
+        self.buffer[: self.n_gallery] = gallery.to(device)
+        self.gallery_global, self.seq_codes = gallery_global, seq_codes
+        self.gallery_seq = seq_codes[gallery_global]
+        self.k, self.distance, self.device = k, distance, device
+
+    def __call__(self, queries: torch.Tensor, query_global: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(global ids, distances) of each query's top k in the shard, padded with -1 / inf to k."""
+        m, g, k = len(queries), self.n_gallery, self.k
+        ids = np.full((m, k), -1, dtype=np.int64)
+        dist = np.full((m, k), np.inf, dtype=np.float32)
+        if m == 0 or g == 0:
+            return ids, dist
+        self.buffer[g : g + m] = queries
+        # sequence codes renumbered to this call's items: small exclusion tables, same partition
+        _, seq = np.unique(np.concatenate([self.gallery_seq, self.seq_codes[query_global]]), return_inverse=True)
+        kk = min(k, g)
+        found, found_dist = search(
+            self.buffer[: g + m], g + np.arange(m, dtype=np.int64), np.arange(g, dtype=np.int64),
+            seq.astype(np.int64), k=kk, distance=self.distance, device=self.device, batch_size=None, progress=False,
+        )
+        ok = found >= 0
+        ids[:, :kk] = np.where(ok, self.gallery_global[np.where(ok, found, 0)], -1)
+        dist[:, :kk] = np.where(ok, found_dist, np.inf)
         return ids, dist
-    vectors = torch.cat([queries, gallery]).to(device)
-    # sequence codes renumbered to this call's items: small exclusion tables, same partition
-    _, seq = np.unique(np.concatenate([seq_codes[query_global], gallery_seq]), return_inverse=True)
-    kk = min(k, len(gallery))
-    found, found_dist = search(
-        vectors, np.arange(m, dtype=np.int64), m + np.arange(len(gallery), dtype=np.int64),
-        seq.astype(np.int64), k=kk, distance=distance, device=device, batch_size=None, progress=False,
-    )
-    ok = found >= 0
-    ids[:, :kk] = np.where(ok, gallery_global[np.where(ok, found - m, 0)], -1)
-    dist[:, :kk] = np.where(ok, found_dist, np.inf)
-    return ids, dist
 
 
 def _merge(ids: np.ndarray, dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
