@@ -24,13 +24,14 @@ import numpy as np
 from lightning.pytorch import Callback, LightningModule, Trainer
 
 from oml_viz.engine.distributed import broadcast_object, is_distributed
+from oml_viz.engine.evaluate import METRIC_ARGS
 from oml_viz.loggers.batch_protocol import collect_fields
 from oml_viz.loggers.flatten import flat_metrics
 from oml_viz.loggers.gather import gather_validation
 
 __all__ = ["MetricValCallback"]
 
-_METRIC_ARGS = ("cmc_top_k", "precision_top_k", "map_top_k", "fmr_vals", "pcf_variance")
+_METRIC_ARGS = METRIC_ARGS  # RetrievalResult.metrics' keyword arguments
 
 
 def _metric_k(metric: str) -> int:
