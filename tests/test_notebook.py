@@ -74,7 +74,7 @@ def test_notebook_runs_top_to_bottom(tmp_path_factory, monkeypatch):
     assert report.stat().st_mtime >= started - 1  # written by this run
     page = report.read_text()
     # Metrics, Worst queries, Attention, Grad-CAM, Compare (the random-init baseline), Confusions
-    assert page.count("data:image/png;base64,") == 6 and "<script" not in page
+    assert page.count("data:image/png;base64,") == 8 and "<script" not in page
     json.dumps(state)  # the stored state is plain JSON: the notebook can be saved with it
 
 

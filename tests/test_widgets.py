@@ -335,14 +335,15 @@ def test_dashboard_tabs_report_and_close(data, vit, cnn, tmp_path):
     evil = np.array(["<script>alert(1)</script>" if c == df["category"][0] else c for c in df["category"]],
                     dtype=object)
     dash = Dashboard(res, df, model=vit, cnn=cnn, categories=evil, gradcam_kwargs=CAM)
-    assert list(dash.panels) == ["Metrics", "Worst queries", "Attention", "Grad-CAM", "Confusions"]
+    assert list(dash.panels) == ["Metrics", "Worst queries", "Attention", "Grad-CAM", "Confusions", "Map",
+                                 "Data issues"]
     assert dash.panels["Worst queries"].model is vit and dash.panels["Grad-CAM"].model is cnn
     dash.worst.next_page()
     dash.wait()
     out = dash.save_html(tmp_path / "report & <co>.html")
     text = out.read_text()
     assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
-    assert text.count("data:image/png;base64,") == 5
+    assert text.count("data:image/png;base64,") == 7
     imgs = re.findall(r'src="data:image/png;base64,([^"]+)"', text)
     assert base64.b64decode(imgs[1]) == dash.worst.view_png()  # the current page, not the first
     assert "page 2 of" in text
@@ -356,7 +357,7 @@ def test_dashboard_tabs_report_and_close(data, vit, cnn, tmp_path):
 def test_dashboard_without_models_has_two_tabs(data):
     df, res = data
     dash = Dashboard(res, df)
-    assert list(dash.panels) == ["Metrics", "Worst queries", "Confusions"]
+    assert list(dash.panels) == ["Metrics", "Worst queries", "Confusions", "Map", "Data issues"]
     dash.worst.select(dash.worst.page_query_ids[0], 1)
     dash.wait()
     assert png_to_rgb(dash.worst.pair.png).shape[1] == 8 + 2 * (192 + 8)  # the two images, no maps

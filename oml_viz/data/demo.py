@@ -9,6 +9,15 @@ pixel noise. Classes of one category differ only by colour pattern, and some sha
 The split is by label, as in OML: in each category half of the classes are ``train`` and half are
 ``validation``; validation rows are both query and gallery, train rows neither.
 
+**Planted data issues** (so that the data-issues views have real findings, and their recall can be
+measured): a share ``wrong_label_share`` (default 2%) of the validation rows carry the label (and
+the category and class name) of another validation class while their image shows their own class;
+and ``n_leaks`` (default 6) train images are replaced by near copies of validation images (with
+pixel noise of up to 2 levels, as a re-encoded copy): the same picture in both splits. Two extra columns say
+what was planted: ``true_label`` (the class the image shows; differs from ``label`` on a wrong
+label) and ``leak_of`` (for a leaked train row, the row number of the validation image it copies;
+-1 otherwise). ``wrong_label_share=0, n_leaks=0`` gives a clean dataset.
+
 Example (the default makes 48 classes x 60 images, 2880 rows, 8 categories):
     >>> import tempfile
     >>> df = make_demo_dataset(f"{tempfile.mkdtemp()}/demo_data", n_classes=8, images_per_class=2, size=16,
@@ -210,6 +219,8 @@ def make_demo_dataset(
     with_bboxes: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    wrong_label_share: float = 0.02,
+    n_leaks: int = 6,
 ) -> pd.DataFrame:
     """Write the demo dataset under ``root`` (PNGs + ``df.csv``) and return its OML dataframe.
 
@@ -223,6 +234,9 @@ def make_demo_dataset(
         with_bboxes: add ``x_1, y_1, x_2, y_2`` columns with each object's box.
         overwrite: regenerate even when ``root`` already holds this exact dataset.
         progress: show a tqdm progress bar.
+        wrong_label_share: share of validation rows given another validation class's label
+            (module docstring; rounded to a count).
+        n_leaks: train images replaced by near copies of validation images.
 
     Small version for tests: ``make_demo_dataset(tmp, n_classes=8, images_per_class=4, size=32)``.
     """
@@ -232,9 +246,14 @@ def make_demo_dataset(
         raise ValueError(f"images_per_class must be >= 2 (a query needs a relevant gallery item), got {images_per_class}")
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, got {size}")
+    if not 0 <= wrong_label_share <= 0.5:
+        raise ValueError(f"wrong_label_share must be in [0, 0.5], got {wrong_label_share}")
+    if isinstance(n_leaks, bool) or not isinstance(n_leaks, (int, np.integer)) or n_leaks < 0:
+        raise ValueError(f"n_leaks must be an int >= 0, got {n_leaks!r}")
     root = Path(root).expanduser()
     params = {"n_classes": n_classes, "images_per_class": images_per_class, "size": size, "seed": seed,
-              "with_bboxes": with_bboxes, "version": 2}
+              "with_bboxes": with_bboxes, "wrong_label_share": float(wrong_label_share), "n_leaks": int(n_leaks),
+              "version": 3}
     if not overwrite and (df := reuse(root, _META, params, n_classes * images_per_class)) is not None:
         return df
 
@@ -260,4 +279,35 @@ def make_demo_dataset(
                     row.update(x_1=box[0], y_1=box[1], x_2=box[2], y_2=box[3])
                 rows.append(row)
                 bar.update(1)
+    _plant_issues(root, rows, val, size, seed, wrong_label_share, int(n_leaks))
     return finish(root, _META, params, rows)
+
+
+def _plant_issues(root: Path, rows: list[dict], val: set[int], size: int, seed: int, share: float,
+                  n_leaks: int) -> None:
+    """Wrong labels on validation rows and near copies of validation images among the train rows
+    (see the module docstring); ``rows`` are updated in place, leaked images rewritten."""
+    rng = np.random.default_rng([seed, 4242])
+    for row in rows:
+        row["true_label"] = row["label"]
+        row["leak_of"] = -1
+    val_rows = [i for i, r in enumerate(rows) if r["split"] == "validation"]
+    train_rows = [i for i, r in enumerate(rows) if r["split"] == "train"]
+    val_classes = sorted(val)
+    n_wrong = int(round(share * len(val_rows))) if len(val_classes) > 1 else 0
+    for i in rng.choice(val_rows, size=min(n_wrong, len(val_rows)), replace=False):
+        row = rows[int(i)]
+        others = [c for c in val_classes if c != row["true_label"]]
+        wrong = int(others[rng.integers(len(others))])
+        row.update(label=wrong, category=SHAPES[wrong % len(SHAPES)], class_name=class_name(wrong))
+    n_leaks = min(n_leaks, len(train_rows), len(val_rows))
+    sources = rng.choice(val_rows, size=n_leaks, replace=False)
+    targets = rng.choice(train_rows, size=n_leaks, replace=False)
+    for s_i, t_i in zip(sources, targets):
+        src, dst = rows[int(s_i)], rows[int(t_i)]
+        img = np.asarray(Image.open(root / src["path"]).convert("RGB"), dtype=np.int16)
+        img = np.clip(img + rng.integers(-2, 3, size=img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img, "RGB").save(root / dst["path"], compress_level=1)
+        dst["leak_of"] = int(s_i)
+        if "x_1" in src:  # the copy shows the source's object, where the source has it
+            dst.update(x_1=src["x_1"], y_1=src["y_1"], x_2=src["x_2"], y_2=src["y_2"])

@@ -43,7 +43,7 @@ from oml_viz.pipelines.demo import (
     demo_recipe,
 )
 
-__all__ = ["NOTEBOOK", "DemoSummary", "random_init_cmc1", "random_init_embeddings", "run_demo"]
+__all__ = ["NOTEBOOK", "DemoSummary", "planted_findings", "random_init_cmc1", "random_init_embeddings", "run_demo"]
 
 NOTEBOOK = "notebooks/visualization.ipynb"
 _METRICS = {"cmc_top_k": (1, 5), "precision_top_k": (5,), "map_top_k": (5,), "fmr_vals": (0.1,),
@@ -62,6 +62,7 @@ class DemoSummary:
     files: dict[str, Path]
     work_dir: Path
     trained_now: list[str] = field(default_factory=list)
+    planted: dict[str, Any] = field(default_factory=dict)  # what planted_findings() found
 
 
 def _cmc1(embeddings: np.ndarray, rows: pd.DataFrame) -> float:
@@ -207,6 +208,7 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
         logger.finalize(status)
 
     files["report"] = _write_report(assets, res, work / "report.html", baseline=cmp.a)
+    planted = planted_findings(assets, progress)
 
     say("")
     say(format_table(table))
@@ -217,6 +219,11 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
         f"[{ci[f'{_WORST_METRIC}/ci_low']:+.3f}, {ci[f'{_WORST_METRIC}/ci_high']:+.3f}], "
         f"p = {ci[f'{_WORST_METRIC}/p_value']:.3g}; {len(cmp.changed(_WORST_METRIC, 'regressed', None))} queries "
         "got worse")
+    if planted:
+        say(f"planted data issues: {planted['wrong_found']} of {planted['wrong_labels']} wrong labels are among the "
+            f"{planted['wrong_labels']} most suspicious items (find_label_issues); {planted['leaks_found']} of "
+            f"{planted['leaks']} train/validation near-duplicates found (find_duplicates: {planted['pairs']} pairs "
+            f"under the automatic cut {planted['threshold']:.3g}, {planted['cross_split']} across splits)")
     say("")
     say("written:")
     for name, path in files.items():
@@ -225,7 +232,37 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
     say("")
     say("open the notebook in JupyterLab:")
     say(f"  OML_VIZ_WORK_DIR={shlex.quote(str(work))} {_venv_bin('jupyter')} lab {NOTEBOOK}")
-    return DemoSummary(table, trained, random, files, work, assets.trained_now)
+    return DemoSummary(table, trained, random, files, work, assets.trained_now, planted)
+
+
+def planted_findings(assets: DemoAssets, progress: bool = True) -> dict[str, Any]:
+    """How many of the demo dataset's planted wrong labels and train/validation near-duplicates
+    (``true_label`` / ``leak_of`` columns, see :mod:`oml_viz.data.demo`) the analysis finds.
+
+    Wrong labels: those among the most suspicious items of :func:`oml_viz.find_label_issues` on the
+    validation embeddings (as many as were planted). Leaks: planted pairs among the pairs of
+    :func:`oml_viz.find_duplicates` (automatic threshold) over train and validation embeddings.
+    Empty for a dataset without those columns.
+    """
+    from oml_viz.analysis import find_duplicates, find_label_issues
+
+    rows, full = assets.df, assets.full_df
+    if "true_label" not in rows.columns or "leak_of" not in full.columns:
+        return {}
+    wrong = np.flatnonzero(rows["label"].to_numpy() != rows["true_label"].to_numpy())
+    issues = find_label_issues(assets.embeddings, rows["label"], k=min(10, len(rows) - 1), progress=False)
+    top = set(issues.index[:len(wrong)].tolist())
+    is_val = (full["split"] == "validation").to_numpy()
+    train_emb = assets.vit.extract(full[~is_val], batch_size=128, dataset_root=assets.dataset_root, progress=progress)
+    emb = np.empty((len(full), assets.embeddings.shape[1]), dtype=np.float32)
+    emb[is_val], emb[~is_val] = assets.embeddings, train_emb
+    dups = find_duplicates(emb, splits=full["split"], labels=full["label"], progress=False)
+    leak_of = full["leak_of"].to_numpy()
+    planted = {(min(int(s), int(t)), max(int(s), int(t))) for t, s in enumerate(leak_of) if s >= 0}
+    found = set(zip(dups["id_a"].tolist(), dups["id_b"].tolist()))
+    return {"wrong_labels": len(wrong), "wrong_found": len(top & set(wrong.tolist())),
+            "leaks": len(planted), "leaks_found": len(planted & found), "pairs": len(dups),
+            "cross_split": int(dups["cross_split"].sum()), "threshold": float(dups.attrs["threshold"])}
 
 
 def _write_report(assets: DemoAssets, res: Any, path: Path, baseline: Any = None) -> Path:

@@ -72,7 +72,8 @@ class EmbeddingMapPanel(Panel):
         if self.res is not None:
             from oml_viz.analysis import project
 
-            xy = project(self.res.embeddings, method=method, seed=seed, distance=self.res.distance)
+            small = self.res.n_items < 4  # too few points for a neighbour graph: PCA places them
+            xy = project(self.res.embeddings, method="pca" if small else method, seed=seed, distance=self.res.distance)
             if labels is None:
                 labels = self.res.labels
         else:
