@@ -113,3 +113,12 @@ def test_unwrap_model_unwraps_only_our_extractors():
     assert unwrap_model(wrapper) is wrapper
     with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
         unwrap_model(object())
+
+
+def test_lazy_names_stay_functions_after_their_module_is_imported():
+    """``oml_viz.analysis.compare`` is also a module name: importing it must not shadow the function."""
+    code = ("import sys, importlib, oml_viz as ov, oml_viz.analysis as a\n"
+            "m = importlib.import_module('oml_viz.analysis.compare')\n"
+            "print(ov.compare is m.compare and a.compare is m.compare and callable(ov.compare))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "True"

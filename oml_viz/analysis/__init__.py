@@ -14,6 +14,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+# compare() shares its name with its module: imported eagerly, so that importing the module
+# oml_viz.analysis.compare (doctests, a user) can never replace the function on this package.
+from .compare import Comparison, compare  # noqa: E402
+
 _NAMES = {
     "compare": ".compare",
     "Comparison": ".compare",
