@@ -6,7 +6,7 @@ in Python over resamples x queries: resamples are drawn in blocks of a few milli
 bootstrap means are gathers, the sign-flip sums one matrix product per block.
 
 - :func:`paired_bootstrap`: percentile interval of the mean difference; each resample draws the
-  group's queries with replacement, the same queries for every metric (and so for both models).
+  group's queries with replacement, the same queries for both models (it resamples differences).
 - :func:`sign_flip_pvalue`: two-sided p-value of "no difference" (each query's difference is as
   likely positive as negative): exact over all sign patterns when there are few non-zero
   differences, else Monte Carlo with the add-one rule, so that a p-value is never 0.
@@ -45,7 +45,7 @@ def _check(diffs: np.ndarray, n: int, name: str) -> np.ndarray:
     return d
 
 
-def _compressed(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _compressed(x: np.ndarray, ratio: int = 20) -> tuple[np.ndarray, np.ndarray] | None:
     """(distinct rows, their counts) when few rows are distinct (metric values are discrete), else None.
 
     Then a resample is a multinomial draw of counts over the distinct rows and a sign-flip pattern a
@@ -57,11 +57,11 @@ def _compressed(x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     code = np.zeros(m, dtype=np.int64)
     for j in range(x.shape[1]):
         column, uniques = pd.factorize(x[:, j])
-        if len(uniques) * 20 > m:  # the rows have at least as many distinct values as any column
+        if len(uniques) * ratio > m:  # the rows have at least as many distinct values as any column
             return None
         code, _ = pd.factorize(code * len(uniques) + column)  # re-compacted: stays below m
     counts = np.bincount(code)
-    if len(counts) * 20 > m:
+    if len(counts) * ratio > m:
         return None
     first = np.empty(len(counts), dtype=np.int64)
     first[code[::-1]] = np.arange(m - 1, -1, -1)  # the last write per code is its first row
@@ -118,20 +118,29 @@ def _each_group(fn: Callable[[int, np.ndarray, np.random.Generator], None], grou
 
 
 def _bootstrap_means(x: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndarray:
-    """(n_boot, M) means of resamples (with replacement) of the rows of x."""
+    """(n_boot, M) means of resamples (with replacement) of the rows of x.
+
+    Each metric's interval depends only on its own column's resamples: a column with few distinct
+    values is resampled as multinomial counts over them; the other columns share drawn row indices.
+    """
     m = len(x)
-    packed = _compressed(x)
-    if packed is not None:
-        values, counts = packed
-        draws = rng.multinomial(m, counts / m, size=n_boot).astype(np.float64)
-        return draws @ values / m
-    columns = [np.ascontiguousarray(x[:, j], dtype=np.float32) for j in range(x.shape[1])]
     means = np.empty((n_boot, x.shape[1]))
+    gathered = []
+    for j in range(x.shape[1]):
+        packed = _compressed(x[:, j:j + 1])
+        if packed is None:
+            gathered.append(j)
+            continue
+        values, counts = packed
+        means[:, j] = rng.multinomial(m, counts / m, size=n_boot).astype(np.float64) @ values[:, 0] / m
+    if not gathered:
+        return means
+    columns = [np.ascontiguousarray(x[:, j], dtype=np.float32) for j in gathered]
     per_block = max(1, _BLOCK // m)
     for start in range(0, n_boot, per_block):
         stop = min(n_boot, start + per_block)
         idx = rng.integers(0, m, size=(stop - start, m))
-        for j, v in enumerate(columns):
+        for j, v in zip(gathered, columns):
             means[start:stop, j] = np.take(v, idx).sum(axis=1, dtype=np.float64) / m
     return means
 
@@ -185,7 +194,7 @@ def _sign_flip_group(d: np.ndarray, g: int, rows: np.ndarray, rng: np.random.Gen
 
 def _flipped_sums(x: np.ndarray, n_perm: int, rng: np.random.Generator):
     """Blocks of (b, M): for random sign patterns, the sum of the rows of x whose sign flips."""
-    packed = _compressed(x)
+    packed = _compressed(x, ratio=100)  # random bits are cheap: a binomial per value must be much rarer
     if packed is not None:
         values, counts = packed
         yield rng.binomial(np.broadcast_to(counts, (n_perm, len(counts))), 0.5).astype(np.float64) @ values
