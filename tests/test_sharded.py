@@ -87,6 +87,7 @@ def test_shards_really_are_uneven_with_an_empty_gallery_shard(launched):
     ("width", "different widths across processes: rank 0: D=3, rank 1: D=4"),
     ("mixed_labels", "labels have mixed types across processes"),
     ("nan_on_one", "NaN or inf"),
+    ("device_on_one", "rank 1: device 'no-such-device' is not a torch device"),
     ("uninitialised", "needs an initialised torch.distributed process group"),
     ("gather_no_idx", "processes disagree on the validation keys"),
     ("gather_local_error", "MetricValCallback: rank 1: bad batch"),

@@ -10,8 +10,8 @@ order. How:
   contributes its s-th chunk of query vectors to one all-gather, searches all of them against its
   gallery shard with the engine's :func:`~oml_viz.engine.search.search`, and the per-shard top-k
   lists (global ids, exact distances) are all-gathered and merged by (distance, global id);
-- buffers are bounded: one gathered query chunk, its scores against the local shard, and
-  (world x chunk x k) candidates.
+- buffers are bounded: one gathered query chunk and every shard's top-k lists for it (together at
+  most 64 MiB per step unless ``batch_size`` says otherwise), plus the engine's own score blocks.
 
 ``fnmr@fmr`` needs every (query, gallery) pair: it is computed with the same chunk traffic (two
 streaming passes, histograms all-reduced). ``pcf`` comes from all-reduced float64 moments. Both are
@@ -32,13 +32,14 @@ from tqdm.auto import tqdm
 from . import distributed as D
 from .result import RetrievalResult
 from .retrieval import _count_ground_truth
-from .search import auto_batch_size, search, unit_rows
+from .search import search, unit_rows
 from .validation import DISTANCES, as_codes, as_mask, check_choice, check_positive_int, resolve_device
 from .validation import _length
 
 __all__ = ["ShardedRetrievalResult", "retrieve_sharded"]
 
 _WHO = "retrieve_sharded"
+_STEP_BYTES = 64 * 2**20  # per step: gathered query vectors + top-k lists of every shard
 
 
 def _kind(value: Any) -> str:
@@ -242,6 +243,7 @@ def retrieve_sharded(
         distance = check_choice("distance", distance, DISTANCES)
         if batch_size is not None:
             batch_size = check_positive_int("batch_size", batch_size)
+        search_device = resolve_device(device)  # may differ per process (cuda:0, cuda:1...)
         shard = _check_local(embeddings, labels, is_query, is_gallery, sequence_ids, categories, distance)
     except (ValueError, TypeError) as exc:
         error = str(exc)
@@ -278,20 +280,15 @@ def retrieve_sharded(
 
     query_ids = np.flatnonzero(query_mask).astype(np.int64)
     k = min(top_n, int(gallery_mask.sum()))
-    search_device = resolve_device(device)
     comm = D.comm_device(group)
     lo, hi = int(offsets[rank]), int(offsets[rank + 1])
     local_gallery = np.flatnonzero(shard.is_gallery).astype(np.int64)
     local_queries = np.flatnonzero(shard.is_query).astype(np.int64)
     dim = shard.raw.shape[1]
 
-    # queries per process per step: the same on every process (the smallest proposal)
-    if batch_size is None:
-        widest = max(int(np.count_nonzero(p[2])) for p in parts)
-        proposal = max(1, auto_batch_size(max(widest, 1), search_device) // world)
-        chunk = min(D.all_gather_objects(proposal, group))
-    else:
-        chunk = batch_size
+    # queries per process per step, the same on every process: the step's buffers (gathered query
+    # vectors, every shard's top-k lists) fit _STEP_BYTES; the engine's search chunks its scores itself
+    chunk = batch_size or max(1, _STEP_BYTES // (world * (dim * 4 + (world + 1) * k * 12)))
     q_counts = [int(np.count_nonzero(p[1])) for p in parts]
     q_offsets = np.concatenate([[0], np.cumsum(q_counts)]).astype(np.int64)
     n_steps = max(-(-c // chunk) for c in q_counts)

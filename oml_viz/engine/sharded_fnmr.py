@@ -15,6 +15,8 @@ import torch
 
 from . import distributed as D
 from .fnmr import N_BINS
+
+_BLOCK_ELEMENTS = 1 << 23  # (query, gallery) pairs per step and process, as the single-process passes
 from .search import Exclusions, gallery_matrix, query_matrix
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ def _chunks(res: ShardedRetrievalResult) -> Iterator[tuple[np.ndarray, torch.Ten
     q_counts = [int(res.is_query[offsets[r] : offsets[r + 1]].sum()) for r in range(world)]
     q_offsets = np.concatenate([[0], np.cumsum(q_counts)]).astype(np.int64)
     local_queries = np.flatnonzero(res.is_query[lo : lo + n_local])
-    chunk = res._chunk
+    widest = max(int(res.is_gallery[offsets[r] : offsets[r + 1]].sum()) for r in range(world))
+    chunk = max(1, _BLOCK_ELEMENTS // (world * max(widest, 1)))  # each step's (W c, G_r) distances stay bounded
     for step in range(max(-(-c // chunk) for c in q_counts)):
         begin = step * chunk
         sizes = [max(0, min(chunk, c - begin)) for c in q_counts]
