@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean screenshots
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: install
 
 test: install
 	$(VENV)/bin/python -m pytest
+
+screenshots: install   # README pictures: demo figures + the dashboard in JupyterLab/Chromium -> docs/images/
+	$(VENV)/bin/python tools/screenshots.py
 
 bench: install
 	$(VENV)/bin/python benchmarks/bench_retrieval.py
