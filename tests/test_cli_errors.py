@@ -71,6 +71,10 @@ def test_config_and_dataframe_errors_are_input_errors():
 
     assert issubclass(ConfigError, InputError) and issubclass(ConfigError, ValueError)
     assert issubclass(DataFrameError, InputError) and issubclass(DataFrameError, ValueError)
+    from oml_viz.data.images import ImageLoadError, MissingImageError
+
+    assert issubclass(ImageLoadError, InputError) and issubclass(ImageLoadError, OSError)
+    assert issubclass(MissingImageError, FileNotFoundError) and issubclass(MissingImageError, InputError)
 
 
 def test_library_code_uses_no_assert_for_checks():

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from oml_viz.errors import InputError
+
 ImageLike = str | os.PathLike | Image.Image | np.ndarray
 BBox = tuple[int, int, int, int]
 
@@ -21,7 +23,7 @@ BBox = tuple[int, int, int, int]
 _BACKGROUND = (255, 255, 255)
 
 
-class ImageLoadError(OSError):
+class ImageLoadError(InputError, OSError):
     """A file that is missing or cannot be decoded; ``.reason`` is a short label for a tile."""
 
     def __init__(self, path: str | os.PathLike, reason: str, detail: str = ""):
