@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from oml_viz.errors import InputTypeError, InputValueError
+
 __all__ = ["check_input_size", "resolve_device"]
 
 
@@ -31,31 +33,31 @@ def resolve_device(device: Any, name: str = "device") -> torch.device:
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):
-        raise TypeError(f"{name} must be a torch device or its name ('cpu', 'cuda', 'cuda:1'), "
+        raise InputTypeError(f"{name} must be a torch device or its name ('cpu', 'cuda', 'cuda:1'), "
                         f"got {type(device).__name__}")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{name} {device!r} is not a torch device: {exc}") from None
+        raise InputValueError(f"{name} {device!r} is not a torch device: {exc}") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"{name} {device!r} asked for, but CUDA is not available on this machine "
+            raise InputValueError(f"{name} {device!r} asked for, but CUDA is not available on this machine "
                              "(torch.cuda.is_available() is False): use device='cpu', or None for CUDA when there is one")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"{name} {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+            raise InputValueError(f"{name} {device!r} asked for, but this machine has {torch.cuda.device_count()} CUDA device(s)")
     if dev.type == "mps":
         mps = getattr(torch.backends, "mps", None)
         if mps is None or not mps.is_available():
-            raise ValueError(f"{name} {device!r} asked for, but MPS is not available on this machine: use device='cpu'")
+            raise InputValueError(f"{name} {device!r} asked for, but MPS is not available on this machine: use device='cpu'")
     return dev
 
 
 def check_input_size(input_size: Any, name: str = "input_size") -> tuple[int, int]:
     """``(height, width)`` as two positive ints; TypeError / ValueError naming ``name`` otherwise."""
     if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__") or len(input_size) != 2:
-        raise TypeError(f"{name} must be (height, width), got {input_size!r}")
+        raise InputTypeError(f"{name} must be (height, width), got {input_size!r}")
     if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in input_size):
-        raise TypeError(f"{name} must be two ints (height, width), got {tuple(input_size)!r}")
+        raise InputTypeError(f"{name} must be two ints (height, width), got {tuple(input_size)!r}")
     if any(v < 1 for v in input_size):
-        raise ValueError(f"{name} must be two positive ints (height, width), got {tuple(input_size)!r}")
+        raise InputValueError(f"{name} must be two positive ints (height, width), got {tuple(input_size)!r}")
     return int(input_size[0]), int(input_size[1])

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from oml_viz.checks import check_int
+from oml_viz.errors import InputTypeError, InputValueError
 
 DISTANCES = ("euclidean", "cosine")
 _MAX_ROWS_SHOWN = 5
@@ -31,21 +32,21 @@ def as_embeddings(embeddings: Any) -> torch.Tensor:
         try:
             array = np.array(embeddings, dtype=np.float32, copy=True)
         except (TypeError, ValueError) as exc:
-            raise ValueError(f"embeddings must be a numeric (N, D) array: {exc}") from None
+            raise InputValueError(f"embeddings must be a numeric (N, D) array: {exc}") from None
         tensor = torch.from_numpy(array)
     if tensor.ndim != 2:
-        raise ValueError(f"embeddings must be 2-D (N, D); got shape {tuple(tensor.shape)}")
+        raise InputValueError(f"embeddings must be 2-D (N, D); got shape {tuple(tensor.shape)}")
     if tensor.shape[0] == 0 or tensor.shape[1] == 0:
-        raise ValueError(f"embeddings must be non-empty; got shape {tuple(tensor.shape)}")
+        raise InputValueError(f"embeddings must be non-empty; got shape {tuple(tensor.shape)}")
     bad = ~torch.isfinite(tensor).all(dim=1)
     if bool(bad.any()):
-        raise ValueError(f"embeddings contain NaN or inf in {_rows(bad.numpy())}")
+        raise InputValueError(f"embeddings contain NaN or inf in {_rows(bad.numpy())}")
     return tensor.contiguous()
 
 
 def _length(name: str, values: Any, n: int) -> np.ndarray:
     if values is None or isinstance(values, (str, bytes)) or not hasattr(values, "__len__"):
-        raise TypeError(f"{name} must hold one value per embedding (a sequence or array), got {values!r:.60}")
+        raise InputTypeError(f"{name} must hold one value per embedding (a sequence or array), got {values!r:.60}")
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().numpy()
     if isinstance(values, (pd.Series, pd.Index)):
@@ -63,9 +64,9 @@ def _length(name: str, values: Any, n: int) -> np.ndarray:
                 array = np.empty(len(values), dtype=object)  # mixed types (1, "a") stay as given
                 array[:] = values
     if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D with one value per embedding; got shape {array.shape}")
+        raise InputValueError(f"{name} must be 1-D with one value per embedding; got shape {array.shape}")
     if len(array) != n:
-        raise ValueError(f"{name} has {len(array)} values but embeddings has {n} rows")
+        raise InputValueError(f"{name} has {len(array)} values but embeddings has {n} rows")
     return array
 
 
@@ -79,12 +80,12 @@ def as_codes(name: str, values: Any, n: int, *, missing_unique: bool = False) ->
     try:
         codes, uniques = pd.factorize(array, use_na_sentinel=True)
     except TypeError as exc:
-        raise ValueError(f"{name} must hold hashable values: {exc}") from None
+        raise InputValueError(f"{name} must hold hashable values: {exc}") from None
     codes = np.asarray(codes, dtype=np.int64)
     missing = codes < 0
     if missing.any():
         if not missing_unique:
-            raise ValueError(f"{name} has missing values (None/NaN) in {_rows(missing)}")
+            raise InputValueError(f"{name} has missing values (None/NaN) in {_rows(missing)}")
         codes = codes.copy()
         codes[missing] = len(uniques) + np.arange(int(missing.sum()))
     return codes, np.asarray(uniques, dtype=object)
@@ -100,19 +101,19 @@ def as_mask(name: str, values: Any, n: int) -> np.ndarray:
     if array.dtype.kind in "iuf":
         bad = ~np.isin(array, (0, 1))
         if bad.any():
-            raise ValueError(f"{name} must be booleans (or 0/1); bad values in {_rows(bad)}")
+            raise InputValueError(f"{name} must be booleans (or 0/1); bad values in {_rows(bad)}")
         return array.astype(bool)
     if array.dtype == object:
         bad = np.array([not isinstance(v, (bool, np.bool_)) and v not in (0, 1) for v in array])
         if bad.any():
-            raise ValueError(f"{name} must be booleans (or 0/1); bad values in {_rows(bad)}")
+            raise InputValueError(f"{name} must be booleans (or 0/1); bad values in {_rows(bad)}")
         return array.astype(bool)
-    raise ValueError(f"{name} must be booleans; got dtype {array.dtype}")
+    raise InputValueError(f"{name} must be booleans; got dtype {array.dtype}")
 
 
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {list(choices)}; got {value!r}")
+        raise InputValueError(f"{name} must be one of {list(choices)}; got {value!r}")
     return value
 
 
