@@ -143,10 +143,23 @@ def main() -> None:
     p.add_argument("--no-cleanlab", action="store_true")
     p.add_argument("--no-project", action="store_true")
     p.add_argument("--tsne", action="store_true")
+    p.add_argument("--project-only", action="store_true")
     args = p.parse_args()
     print(f"torch threads: {torch.get_num_threads()}, load average: {os.getloadavg()[0]:.1f}")
     emb, labels, flipped, splits, pairs = planted(args.n, args.dim)
     print(f"planted: N={args.n}, D={args.dim}, {len(flipped)} flipped labels, {len(pairs)} duplicate pairs")
+    if not args.project_only:
+        issues_and_duplicates(args, emb, labels, flipped, splits, pairs)
+    if not args.no_project:
+        methods = ["umap", "umap", "pca"] + (["tsne"] if args.tsne else [])
+        print("\n| ov.project, fresh process | call (s) | with import (s) | load average |")
+        print("|---|---|---|---|")
+        for i, (method, call, total) in enumerate(project_times(emb, methods)):
+            note = " (first process)" if i == 0 else " (numba cache warm)" if method == "umap" else ""
+            print(f"| {method}{note} | {call:.1f} | {total:.1f} | {os.getloadavg()[0]:.1f} |")
+
+
+def issues_and_duplicates(args, emb, labels, flipped, splits, pairs) -> None:
 
     ov.retrieve(emb[:2000], labels[:2000], top_n=10, progress=False)  # warm-up: torch's first-call costs
     res, t_ret = timed(lambda: ov.retrieve(emb, labels, top_n=10))
@@ -175,13 +188,6 @@ def main() -> None:
     trained = trained_model_precisions(use_cleanlab=not args.no_cleanlab)
     print("\ntrained-model embeddings (digits MLP, 3% flipped, mean of 5 seeds): "
           + ", ".join(f"{k} {v:.3f}" for k, v in trained.items()))
-    if not args.no_project:
-        methods = ["umap", "umap", "pca"] + (["tsne"] if args.tsne else [])
-        print("\n| ov.project, fresh process | call (s) | with import (s) |")
-        print("|---|---|---|")
-        for i, (method, call, total) in enumerate(project_times(emb, methods)):
-            note = " (first process)" if i == 0 else " (numba cache warm)" if method == "umap" else ""
-            print(f"| {method}{note} | {call:.1f} | {total:.1f} |")
 
 
 if __name__ == "__main__":

@@ -165,3 +165,58 @@ def test_notebook_widgets_respond_in_jupyterlab(lab):
             page.screenshot(path=str(ARTIFACTS / "06_final.png"), full_page=True)
         finally:
             browser.close()
+
+
+MAP_CELLS = [
+    "import numpy as np\n"
+    "from oml_viz.widgets import EmbeddingMapPanel\n"
+    "rng = np.random.default_rng(0)\n"
+    "xy = rng.normal(size=(500, 2)).astype('float32')\n"
+    "labels = rng.integers(0, 5, 500)\n"
+    "images = [np.full((32, 32, 3), 40 * int(v), np.uint8) for v in labels]\n"
+    "panel = EmbeddingMapPanel(xy, images, labels=labels)\n"
+    "panel",
+    "panel.select([1, 2, 3]); panel.wait(); print('selected', panel.selected)",
+]
+
+
+def test_map_panel_renders_and_a_selection_fills_the_grid(lab, tmp_path):
+    """The jupyter-scatter map draws its WebGL canvas in the page, and a selection made from the
+    kernel (as a lasso would send it) fills the image grid under the map."""
+    import nbformat
+
+    playwright = pytest.importorskip("playwright.sync_api")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in MAP_CELLS]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "lab" / "map.ipynb")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1300, "height": 1000})
+            page.goto(f"{lab}/lab/tree/map.ipynb")
+            page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=60_000)
+            wait_for(lambda: kernel_idle(lab), 90, "the kernel to be idle")
+            page.locator(".jp-Cell .jp-InputArea-editor").first.click()
+            page.keyboard.press("Shift+Enter")  # the first cell: the panel
+            canvas = page.locator(".ov-map-scatter canvas").first
+            canvas.wait_for(state="visible", timeout=120_000)
+            box = canvas.bounding_box()
+            assert box and box["width"] > 100 and box["height"] > 100
+            grid = page.locator(".ov-embedding-map .ov-map-grid").first
+            page.wait_for_function("el => el.complete && el.naturalWidth > 0", arg=grid.element_handle(),
+                                   timeout=60_000)
+            before_src = image_src(grid)
+            page.locator(".ov-embedding-map").first.screenshot(path=str(ARTIFACTS / "10_map.png"))
+            page.keyboard.press("Escape")
+            page.locator(".jp-Cell .jp-InputArea-editor").nth(1).click()
+            page.keyboard.press("Shift+Enter")  # the second cell: select three items
+            page.wait_for_selector(".jp-OutputArea-output:has-text('selected [1, 2, 3]')", timeout=60_000)
+            page.wait_for_function("([el, old]) => el.src !== old && el.complete && el.naturalWidth > 100",
+                                   arg=[grid.element_handle(), before_src], timeout=60_000)
+            grid.scroll_into_view_if_needed()
+            page.locator(".ov-embedding-map").first.screenshot(path=str(ARTIFACTS / "11_map_selected.png"))
+            assert "3 selected" in page.locator(".ov-embedding-map .ov-status").first.inner_text()
+        finally:
+            browser.close()
