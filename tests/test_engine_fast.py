@@ -182,7 +182,7 @@ def test_fewer_items_than_k_and_empty_rows(monkeypatch):
 )
 def test_score_bound_holds(scale, dim, distance, backend, seed):
     """|s~ - (s + c)| <= B_in + u' |s~| against float64 scores, on the operands as the engine builds them."""
-    from oml_viz.engine.search import gallery_matrix, query_matrix
+    from oml_viz.engine.search import query_matrix
 
     rng = np.random.default_rng(seed)
     q = torch.as_tensor(rng.normal(size=(7, dim)) * scale, dtype=torch.float32)
@@ -193,7 +193,7 @@ def test_score_bound_holds(scale, dim, distance, backend, seed):
     be = BACKENDS[backend]
     if backend == "cuda-tf32":  # emulate TF32 operands on the CPU: 10 stored bits, round to nearest
         be = candidates.Backend("tf32-emulated", torch.float32, "torch", 2.0**-11, 0.0)
-    finder = candidates.FilterSearch(g, torch.arange(130), distance, 3, be, lambda: gallery_matrix(g, distance))
+    finder = candidates.FilterSearch(g, torch.arange(130), distance, 3, be)
     bound = candidates.Bound.of(be, dim, distance)
     q_norm = q.double().norm(dim=1)
     shift = finder._shift(bound, q_norm, q.double().pow(2).sum(1))
@@ -233,3 +233,54 @@ def test_unknown_search_method_is_an_error(monkeypatch):
     monkeypatch.setenv("OML_VIZ_SEARCH", "approximate")
     with pytest.raises(ValueError, match="method"):
         ov.retrieve(np.eye(3, dtype=np.float32), [0, 1, 1])
+
+
+def _fnmr_reference(v, labels, groups, n_groups, ps, distance, seq):
+    """numpy.quantile over every non-relevant pair's exact float32 distance, per group."""
+    n = len(v)
+    d = exact_distances(v, v.unsqueeze(0).expand(n, -1, -1), distance).double().numpy()
+    rel = labels[:, None] == labels[None, :]
+    excluded = seq[:, None] == seq[None, :]
+    out = []
+    for g in [None, *range(n_groups)]:
+        m = np.ones(n, bool) if g is None else groups == g
+        neg, pos = d[m][~rel[m] & ~excluded[m]], d[m][rel[m] & ~excluded[m]]
+        out.append([(pos >= np.quantile(neg, p)).mean() for p in ps])
+    return np.array(out)
+
+
+@pytest.mark.parametrize(
+    "distance, offset, rounding",
+    [("euclidean", 0.0, False), ("cosine", 0.0, False), ("euclidean", 0.0, True), ("euclidean", 5e4, False)],
+)
+def test_fnmr_windows_are_exact(distance, offset, rounding):
+    from oml_viz.engine import fnmr
+
+    rng = np.random.default_rng(8)
+    n = 900
+    v = torch.as_tensor(rng.normal(size=(n, 12)).astype(np.float32))
+    if rounding:
+        v = torch.round(v * 2)  # exact ties everywhere
+    v = v * (1000 if offset else 1) + offset  # far from the origin: the product cancels badly
+    if distance == "cosine":
+        v = unit_rows(v)
+    ids = np.arange(n)
+    labels, seq, groups = rng.integers(0, 15, n), rng.integers(0, 400, n), rng.integers(0, 3, n)
+    ps = [0.001, 0.1, 0.5]
+    args = (v, ids, ids, labels, seq, groups, 3, ps, distance, torch.device("cpu"))
+    fast = fnmr._fnmr_windows(*args)
+    assert fast is not None
+    np.testing.assert_array_equal(fast, _fnmr_reference(v, labels, groups, 3, ps, distance, seq))
+
+
+def test_fnmr_falls_back_to_the_histogram_algorithm(monkeypatch):
+    from oml_viz.engine import fnmr
+
+    rng = np.random.default_rng(9)
+    emb = rng.normal(size=(400, 6)).astype(np.float32)
+    labels, cats = rng.integers(0, 8, 400), rng.choice(["a", "b"], 400)
+    res = ov.retrieve(emb, labels, categories=cats)
+    fast = res.metrics(fmr_vals=(0.05, 0.3))
+    monkeypatch.setattr(fnmr, "_MAX_RELEVANT", 0)
+    slow = res.metrics(fmr_vals=(0.05, 0.3))
+    np.testing.assert_array_equal(fast.to_numpy(), slow.to_numpy())

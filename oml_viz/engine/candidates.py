@@ -43,7 +43,7 @@ the whole gallery in pieces.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -132,9 +132,8 @@ class FilterSearch:
         distance: str,
         k: int,
         backend: Backend,
-        make_matrix: Callable[[], torch.Tensor],
     ) -> None:
-        """``gallery`` (G, D) float32 rows; ``make_matrix()`` builds their (padded G, D + 1) augmented rows."""
+        """``gallery`` (G, D) float32 rows (unit rows for cosine), ``gallery_ids`` their item ids."""
         self.gallery, self.gallery_ids, self.distance, self.k = gallery, gallery_ids, distance, k
         self.n, self.dim = gallery.shape
         self.padded = -(-self.n // GROUP) * GROUP
@@ -146,17 +145,34 @@ class FilterSearch:
         self.max_norm = float(norms.max()) if self.n else 0.0
         self.fp32 = fp32_backend(gallery.device)
         self._matrices: dict[str, torch.Tensor | None] = {}
-        self._make_matrix = make_matrix
         self.backend = backend if self._matrix(backend) is not None else self.fp32
 
     def _matrix(self, backend: Backend) -> torch.Tensor | None:
         """The gallery operand in ``backend``'s dtype; None when rounding made it non-finite."""
         if backend.name not in self._matrices:
-            base = self._make_matrix()
-            m = backend.prepare(torch.cat([base, base.new_ones(len(base), 1)], dim=1))
-            del base
+            m = self._augmented(backend.dtype)
+            if m.dtype != backend.dtype or not m.is_contiguous():
+                m = backend.prepare(m)
             self._matrices[backend.name] = m if bool(torch.isfinite(m[: self.n]).all()) else None
         return self._matrices[backend.name]
+
+    def _augmented(self, dtype: torch.dtype) -> torch.Tensor:
+        """(padded G, D + 2) rows ``[-2g, |g|^2, 1]`` (cosine ``[-g, 0, 1]``) in ``dtype``, built in
+        pieces so that no float32 copy of the whole gallery is held next to the result."""
+        from .search import _PAD_SCORE
+
+        g, n, dim = self.gallery, self.n, self.dim
+        out = torch.zeros(self.padded, dim + 2, dtype=dtype, device=g.device)
+        for start in range(0, n, 8192):
+            piece = g[start : start + 8192]
+            if self.distance == "euclidean":
+                out[start : start + len(piece), :dim] = (-2 * piece).to(dtype)
+                out[start : start + len(piece), dim] = (piece * piece).sum(1).to(dtype)
+            else:
+                out[start : start + len(piece), :dim] = (-piece).to(dtype)
+        out[:n, dim + 1] = 1
+        out[n:, dim] = _PAD_SCORE
+        return out
 
     def run(
         self, queries: torch.Tensor, excluded: tuple[torch.Tensor, torch.Tensor]

@@ -27,6 +27,7 @@ import torch
 BF16_ADVANTAGE = 1.3  # bf16 must beat the best fp32 rate by this much to pay for its verification
 _ENV = "OML_VIZ_GEMM"  # force a backend by name (tests, benchmarks)
 _chosen: dict[str, Backend] = {}
+_rates: dict[str, dict[str, float]] = {}
 
 
 @dataclass(frozen=True)
@@ -116,10 +117,22 @@ def choose_backend(device: torch.device, measure: bool = True) -> Backend:
         return fp32_backend(device)
     key = str(device)
     if key not in _chosen:
-        rates = measure_rates(device)
+        rates = _rates[key] = measure_rates(device)
         fp32 = max((r, n) for n, r in rates.items() if BACKENDS[n].dtype == torch.float32)
         best = BACKENDS[fp32[1]]
         if rates.get("torch-bf16", 0.0) > BF16_ADVANTAGE * fp32[0]:
             best = BACKENDS["torch-bf16"]
         _chosen[key] = best
     return _chosen[key]
+
+
+def fastest_fp32(device: torch.device) -> Backend:
+    """The fastest float32 backend on ``device`` (for passes that need float32's tight bound)."""
+    forced = os.environ.get(_ENV)
+    if forced in BACKENDS and BACKENDS[forced].dtype == torch.float32:
+        return BACKENDS[forced]
+    if forced or device.type == "cuda":
+        return fp32_backend(device)
+    choose_backend(device)
+    rates = _rates[str(device)]
+    return BACKENDS[max((r, n) for n, r in rates.items() if BACKENDS[n].dtype == torch.float32)[1]]

@@ -211,10 +211,7 @@ def _search_filter(
         gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
     big = n_query * n_gallery >= _MEASURE_MIN_PAIRS
     backend = choose_backend(device, measure=big)
-    finder = FilterSearch(
-        gallery, torch.as_tensor(gallery_ids, device=device), distance, k, backend,
-        lambda: gallery_matrix(gallery, distance),
-    )
+    finder = FilterSearch(gallery, torch.as_tensor(gallery_ids, device=device), distance, k, backend)
     if batch_size:
         chunk = batch_size
     elif device.type == "cuda":
