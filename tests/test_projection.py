@@ -111,3 +111,19 @@ def test_bad_inputs_are_named():
         ov.project(x, method="pca", seed=0.5)
     with pytest.raises(ValueError, match="n_neighbors must be"):
         ov.project(x, method="umap", n_neighbors=1)
+
+
+def test_umap_compat_finds_the_numba_kernels():
+    """oml_viz.compat.umap relies on umap-learn keeping its kernels as numba dispatchers in these modules."""
+    import importlib
+
+    from numba.core.registry import CPUDispatcher
+
+    from oml_viz.compat import umap as umap_compat
+
+    layouts = importlib.import_module("umap.layouts")
+    umap_ = importlib.import_module("umap.umap_")
+    assert isinstance(umap_.smooth_knn_dist, CPUDispatcher) and isinstance(layouts.clip, CPUDispatcher)
+    n = sum(isinstance(v, CPUDispatcher) for m in umap_compat._MODULES
+            for v in vars(importlib.import_module(m)).values())
+    assert n > 20
