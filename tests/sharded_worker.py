@@ -66,6 +66,21 @@ def run(rank: int, world: int, port: int, out: Path) -> None:
                  table=table.to_numpy(), index=np.array(table.index, dtype=str),
                  columns=np.array(table.columns, dtype=str))
 
+    # a sub-group: the first and the last process only (group ranks 0 and 1)
+    members = [0, world - 1]
+    sub = dist.new_group(members)
+    if rank in members:
+        case = scenarios(world)["random"]
+        lo, hi = case["cuts"][rank], case["cuts"][rank + 1]
+        res = ov.retrieve_sharded(**{k: v[lo:hi] for k, v in case["data"].items()}, group=sub, top_n=5)
+        np.savez(out / f"subgroup-{rank}.npz", retrieved_ids=res.retrieved_ids, distances=res.distances,
+                 table=res.metrics(**METRICS).to_numpy())
+    else:
+        try:
+            ov.retrieve_sharded(np.eye(2), [0, 1], group=sub)
+        except RuntimeError as exc:
+            (out / f"subgroup-{rank}.txt").write_text(str(exc))
+
     # bad input on one process: the same clear error on every process
     bad = {
         "width": lambda: ov.retrieve_sharded(np.ones((3, 4 if rank == 1 else 3)), [0, 1, 0]),

@@ -19,7 +19,7 @@ import oml_viz as ov
 sys.path.insert(0, str(Path(__file__).parent))
 from sharded_worker import METRICS, scenarios  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:.*have no ground truth:UserWarning")]
 WORKER = Path(__file__).parent / "sharded_worker.py"
 TIMEOUT = 300
 
@@ -110,3 +110,20 @@ def test_callback_gathering_drops_the_samplers_padding_and_sorts_by_idx(launched
         np.testing.assert_array_equal(got["embeddings"], np.stack([np.arange(10), -np.arange(10)], 1))
         np.testing.assert_array_equal(got["labels"], np.arange(10) % 3)
         assert got["names"].tolist() == [f"item{i}" for i in range(10)]
+
+
+def test_a_sub_group_sees_only_its_members_shards(launched):
+    world, out = launched
+    case = scenarios(world)["random"]
+    cuts = case["cuts"]
+    rows = np.r_[cuts[0] : cuts[1], cuts[world - 1] : cuts[world]]
+    data = {k: v[rows] for k, v in case["data"].items()}
+    ref = ov.retrieve(**data, top_n=5)
+    expected = ref.metrics(**METRICS, categories=data["categories"]).to_numpy()
+    for rank in (0, world - 1):
+        got = np.load(out / f"subgroup-{rank}.npz")
+        np.testing.assert_array_equal(got["retrieved_ids"], ref.retrieved_ids)
+        np.testing.assert_array_equal(got["distances"], ref.distances)
+        np.testing.assert_array_equal(got["table"], expected)
+    if world == 3:  # rank 1 is not a member
+        assert "not a member of the given group" in (out / "subgroup-1.txt").read_text()
