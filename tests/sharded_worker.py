@@ -86,7 +86,8 @@ def run(rank: int, world: int, port: int, out: Path) -> None:
         "width": lambda: ov.retrieve_sharded(np.ones((3, 4 if rank == 1 else 3)), [0, 1, 0]),
         "mixed_labels": lambda: ov.retrieve_sharded(np.eye(3), [0, 1, 0] if rank == 0 else ["a", "b", "a"]),
         "nan_on_one": lambda: ov.retrieve_sharded(np.full((2, 2), np.nan) if rank == world - 1 else np.eye(2), [0, 1]),
-        "device_on_one": lambda: ov.retrieve_sharded(np.eye(2), [0, 1], device="no-such-device" if rank == 1 else "cpu"),
+        "device_on_one": lambda: ov.retrieve_sharded(np.eye(2), [0, 1],
+                                                     device="no-such-device" if rank == 1 else "cpu"),
     }
     for name, call in bad.items():
         try:
