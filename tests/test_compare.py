@@ -381,3 +381,28 @@ def test_plot_compared_queries_figure_and_errors():
     same = ov.compare(a, a)
     fig = ov.plot_compared_queries(same, images, kind="regressed")
     assert ov.figure_to_array(fig).size > 0
+
+
+def test_compared_grid_title_sits_above_the_model_names():
+    from oml_viz.render import ComparedQueriesDisplay
+
+    a, b, _ = _two_models(q=60, seed=2)
+    cmp = ov.compare(a, b, names=("old", "new"))
+    images = _item_images(a.n_items)
+    long_title = "queries new worse than old by map/5 - page 1/42 " * 3  # reaches over both groups
+    disp = ComparedQueriesDisplay.from_comparison(cmp, images, kind="changed", metric="map/5", n_queries=2,
+                                                  n_instances=4, title=long_title).plot()
+    arr = ov.figure_to_array(disp.figure_)
+    layout = disp.layout_
+    band_top = layout.header_h - 22  # the models' names live in [band_top, header_h)
+    title_ink = np.flatnonzero((arr[:band_top, :, :3] < 100).all(axis=2).any(axis=1))
+    assert len(title_ink), "the title is drawn"
+    # the name rows hold only the names' ink: the title's glyphs must not reach into them
+    x0, x1 = layout.col_x(1), layout.col_x(4) + layout.tile
+    name_rows = (arr[band_top:layout.header_h, :, :3] < 100).all(axis=2)
+    outside_names = name_rows.copy()
+    for first in (1, 5):
+        c0, c1 = layout.col_x(first), layout.col_x(first + 3) + layout.tile
+        centre = (c0 + c1) // 2
+        outside_names[:, centre - 40:centre + 40] = False  # the centred name itself
+    assert not outside_names[:, x0:layout.width].any(), "title text overlaps the group headers"

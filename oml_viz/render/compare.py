@@ -143,6 +143,9 @@ class ComparedQueriesDisplay(QueriesDisplay):
                                   self._caption([f"#{i + 1}", f"id {int(gid)}", label(gid), _fmt_distance(float(d))])))
         return cells
 
+    def _title_y(self, layout: GridLayout) -> float:
+        return (layout.header_h - _GROUP_HEAD) / 2 + 2  # above the models' names, not on them
+
     def _draw_text(self, mosaic: np.ndarray, layout: GridLayout, tiles: list) -> None:
         super()._draw_text(mosaic, layout, tiles)
         y = layout.header_h - _GROUP_HEAD / 2

@@ -366,11 +366,15 @@ class QueriesDisplay:
                 draw_lines(mosaic, lines, (x0 + x1) / 2, (y0 + y1) / 2, _FONT_PX - 1,
                            PLACEHOLDER_TEXT, max_width=inner, anchor_bottom=False)
         if self.title:
-            draw_lines(mosaic, [self.title], layout.pad, layout.header_h / 2 + 2, _FONT_PX + 2, bold=True,
+            draw_lines(mosaic, [self.title], layout.pad, self._title_y(layout), _FONT_PX + 2, bold=True,
                        align="left", anchor_bottom=False, max_width=layout.width - 2 * layout.pad)
         if not self.rows:
             draw_lines(mosaic, ["no queries to show"], layout.width / 2, layout.height / 2, _FONT_PX,
                        anchor_bottom=False)
+
+    def _title_y(self, layout: GridLayout) -> float:
+        """Vertical centre of the title line (subclasses with group headers put it above them)."""
+        return layout.header_h / 2 + 2
 
     def plot(self, ax: Axes | None = None, *, dpi: int = 100) -> QueriesDisplay:
         """Draw the grid into ``ax``, or into a new figure at one pixel per grid pixel when None.
