@@ -221,7 +221,8 @@ def _run_demo(work_dir: str | os.PathLike, quick: bool, force_retrain: bool, pro
         "got worse")
     if planted:
         say(f"planted data issues: {planted['wrong_found']} of {planted['wrong_labels']} wrong labels are among the "
-            f"{planted['wrong_labels']} most suspicious items (find_label_issues); {planted['leaks_found']} of "
+            f"{planted['wrong_labels']} most suspicious items (find_label_issues; {planted['wrong_by_chance']:.1f} "
+            f"by chance); {planted['leaks_found']} of "
             f"{planted['leaks']} train/validation near-duplicates found (find_duplicates: {planted['pairs']} pairs "
             f"under the automatic cut {planted['threshold']:.3g}, {planted['cross_split']} across splits)")
     say("")
@@ -261,6 +262,7 @@ def planted_findings(assets: DemoAssets, progress: bool = True) -> dict[str, Any
     planted = {(min(int(s), int(t)), max(int(s), int(t))) for t, s in enumerate(leak_of) if s >= 0}
     found = set(zip(dups["id_a"].tolist(), dups["id_b"].tolist()))
     return {"wrong_labels": len(wrong), "wrong_found": len(top & set(wrong.tolist())),
+            "wrong_by_chance": len(wrong) ** 2 / max(len(rows), 1),
             "leaks": len(planted), "leaks_found": len(planted & found), "pairs": len(dups),
             "cross_split": int(dups["cross_split"].sum()), "threshold": float(dups.attrs["threshold"])}
 
