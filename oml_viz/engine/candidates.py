@@ -56,7 +56,7 @@ from .topk import GROUP, ordered_int
 U32 = 2.0**-24
 TINY = 2.0**-126  # smallest normal float32 (and bfloat16)
 MAX_CANDIDATES = 4096  # per query; more goes to the next, tighter stage
-_VERIFY_PAIRS = 1 << 13  # pairs whose vectors are gathered at once when verifying (~12 MB)
+_VERIFY_PAIRS = 1 << 12  # pairs whose vectors are gathered at once when verifying (~6 MB each)
 _PAD = 1e38
 _INVALID = 1e37
 _SAFE_SCORE = 1e35  # larger possible scores could reach the padding sentinels: use exact pieces

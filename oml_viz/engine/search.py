@@ -26,7 +26,7 @@ _PAD_SCORE = 1e38  # padding columns: finite so that 0 * pad never makes NaN in 
 _INVALID = 1e37  # any score above this is padding or an excluded pair
 _CPU_BLOCK_BYTES = 192 * 2**20
 _PROGRESS_MIN_PAIRS = 2e8
-_FILTER_BLOCK_BYTES = 64 * 2**20  # the filter's score block (bf16 halves it per row)
+_FILTER_BLOCK_BYTES = 48 * 2**20  # the filter's score block (bf16 halves it per row)
 _MEASURE_MIN_PAIRS = 5e7  # below this the backend measurement would cost more than it saves
 
 
