@@ -217,6 +217,6 @@ def test_map_panel_renders_and_a_selection_fills_the_grid(lab, tmp_path):
                                    arg=[grid.element_handle(), before_src], timeout=60_000)
             grid.scroll_into_view_if_needed()
             page.locator(".ov-embedding-map").first.screenshot(path=str(ARTIFACTS / "11_map_selected.png"))
-            assert "3 selected" in page.locator(".ov-embedding-map .ov-status").first.inner_text()
+            assert "3 selected" in page.locator(".ov-embedding-map .ov-map-selection").first.inner_text()
         finally:
             browser.close()

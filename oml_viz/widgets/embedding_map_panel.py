@@ -133,9 +133,11 @@ class EmbeddingMapPanel(Panel):
         self.color.observe(lambda _: self._apply_color(), names="value")
         self.info = w.HTML()
         self.info.add_class("ov-map-info")
+        self.selection_info = w.HTML("<i>Lasso (shift + drag) or click points to see their images.</i>")
+        self.selection_info.add_class("ov-map-selection")
         self.grid = self._slot("ov-map-grid")
-        self.children = [w.HBox([self.color, self.info]), self.scatter.show(), self.grid.progress, self.grid.image,
-                         self.grid.status]
+        self.children = [w.HBox([self.color, self.info]), self.scatter.show(),
+                         w.HBox([self.selection_info, self.grid.progress]), self.grid.image, self.grid.status]
         self._apply_color()
         self._start()
 
@@ -223,9 +225,9 @@ class EmbeddingMapPanel(Panel):
                 y += r.shape[0]
             return rgb_to_png(out)
 
-        self.grid.status.value = (f"<span style='color:#666'>{total} selected"
-                                  + (f", first {len(shown)} shown" if total > len(shown) else "") + "</span>"
-                                  if total else "")
+        if total:
+            self.selection_info.value = (f"<b>{total} selected</b>"
+                                         + (f", the first {len(shown)} shown" if total > len(shown) else ""))
         return ("grid", tuple(shown), tile), make
 
     def _views(self) -> list:
