@@ -205,7 +205,8 @@ def test_score_bound_holds(scale, dim, distance, backend, seed):
     qd, gd = q.double(), g.double()
     exact = (gd * gd).sum(1) - 2 * qd @ gd.T if distance == "euclidean" else -(qd @ gd.T)
     exact = exact + shift.unsqueeze(1)
-    allowed = bound.at(q_norm.unsqueeze(1), gd.norm(dim=1).unsqueeze(0), shift.unsqueeze(1)) + bound.u_out * approx.abs()
+    allowed = bound.at(q_norm.unsqueeze(1), gd.norm(dim=1).unsqueeze(0), shift.unsqueeze(1))
+    allowed = allowed + bound.u_out * approx.abs()
     assert bool((approx - exact).abs().le(allowed).all())
     assert bool((approx > 0).all())  # the shift makes every score positive
 

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from .candidates import Bound, score_limit  # noqa: F401  (score_limit: the same error model)
+from .candidates import Bound
 from .gemm import fastest_fp32
 from .search import Exclusions, exact_distances, gallery_matrix, query_matrix
 
