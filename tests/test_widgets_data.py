@@ -145,3 +145,23 @@ def test_dashboard_has_map_and_data_issues_tabs_and_report_sections(data, tmp_pa
     no_tabs = Dashboard(res, images, map_method=None, data_issues=False)
     assert "Map" not in no_tabs.panels and "Data issues" not in no_tabs.panels
     no_tabs.close()
+
+
+def test_data_issues_panel_reuses_a_leave_one_out_result(data, monkeypatch):
+    """Given the leave-one-out result it needs (k columns), the panel runs no search of its own,
+    and finds what a panel from the bare embeddings finds."""
+    import oml_viz.engine as engine
+
+    emb, labels, truth, images, df, res = data
+    res10 = ov.retrieve(emb, labels, top_n=10)
+    reference = DataIssuesPanel(emb, images, labels=labels, splits=df["split"], background=False)
+    calls = []
+    real = engine.retrieve
+    monkeypatch.setattr(engine, "retrieve", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    panel = DataIssuesPanel(res10, images, splits=df["split"], background=False)
+    assert calls == []
+    pd.testing.assert_frame_equal(panel.issues, reference.issues)
+    pd.testing.assert_frame_equal(panel.duplicates, reference.duplicates)
+    assert panel.duplicates.attrs == reference.duplicates.attrs
+    panel.close()
+    reference.close()

@@ -39,7 +39,7 @@ import torch
 from oml_viz.engine import retrieve
 from oml_viz.engine.validation import as_codes, as_embeddings, check_positive_int
 
-__all__ = ["AUTO_Z", "auto_threshold", "find_duplicates"]
+__all__ = ["AUTO_Z", "auto_threshold", "duplicates_from_result", "find_duplicates"]
 
 AUTO_Z = 4.0  # robust standard deviations below the median log nearest-neighbour distance
 _FIRST_K = 4  # neighbours per item in the first pass (doubled for items that need more)
@@ -108,17 +108,47 @@ def find_duplicates(
         seq = np.arange(n, dtype=np.int64)
     else:
         seq = as_codes("sequence_ids", sequence_ids, n, missing_unique=True)[0]
+    _check_threshold(threshold)
+    if batch_size is not None:
+        batch_size = check_positive_int("batch_size", batch_size)
+    kwargs = dict(distance=distance, sequence_ids=seq, device=device, batch_size=batch_size)
+    res = retrieve(raw, np.zeros(n, dtype=np.int64), top_n=min(_FIRST_K, n - 1), progress=progress, **kwargs)
+    return _from_first_pass(raw, seq, res, threshold, label_codes, split_codes, kwargs)
+
+
+def duplicates_from_result(res: Any, *, threshold: float | None = None, splits: Sequence[Hashable] | None = None,
+                           labels: Sequence[Hashable] | None = None) -> pd.DataFrame:
+    """:func:`find_duplicates` on a leave-one-out result that is already there (every item a query
+    and a gallery item, e.g. the search of :func:`oml_viz.find_label_issues`): its neighbours are
+    the first pass, so only items with more neighbours under the cut than it holds are searched
+    again. Its embeddings, distance and sequence exclusions are used.
+    """
+    if not (res.is_query.all() and res.is_gallery.all()):
+        raise ValueError("res: duplicates need every item as a query and a gallery item "
+                         "(call retrieve without is_query / is_gallery)")
+    raw = res._raw
+    n = raw.shape[0]
+    split_codes = None if splits is None else as_codes("splits", splits, n)[0]
+    label_codes = None if labels is None else as_codes("labels", labels, n)[0]
+    _check_threshold(threshold)
+    seq = np.asarray(res._seq_codes, dtype=np.int64)
+    kwargs = dict(distance=res.distance, sequence_ids=seq, device=res._device, batch_size=None)
+    return _from_first_pass(raw, seq, res, threshold, label_codes, split_codes, kwargs)
+
+
+def _check_threshold(threshold: Any) -> None:
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
                 or not np.isfinite(threshold) or threshold < 0:
             raise ValueError(f"threshold must be a finite number >= 0 or None; got {threshold!r}")
-    if batch_size is not None:
-        batch_size = check_positive_int("batch_size", batch_size)
-    kwargs = dict(distance=distance, sequence_ids=seq, device=device, batch_size=batch_size)
 
-    k = min(_FIRST_K, n - 1)
-    res = retrieve(raw, np.zeros(n, dtype=np.int64), top_n=k, progress=progress, **kwargs)
+
+def _from_first_pass(raw: torch.Tensor, seq: np.ndarray, res: Any, threshold: float | None,
+                     label_codes: np.ndarray | None, split_codes: np.ndarray | None, kwargs: dict) -> pd.DataFrame:
+    n = raw.shape[0]
     ids, dist = res.retrieved_ids, res.distances
+    k = ids.shape[1]
+    distance = kwargs["distance"]
     auto = threshold is None
     cut = auto_threshold(dist[:, 0]) if auto else float(threshold)
     pairs = [_pairs_under(res.query_ids, ids, dist, cut)]

@@ -62,7 +62,7 @@ class DataIssuesPanel(Panel):
                  distance: str | None = None, dataset_root: str | os.PathLike | None = None, tile_size: int = 96,
                  background: bool = True):
         super().__init__(background=background)
-        from oml_viz.analysis.duplicates import find_duplicates
+        from oml_viz.analysis.duplicates import duplicates_from_result, find_duplicates
         from oml_viz.analysis.label_issues import label_issue_scores
         from oml_viz.engine import retrieve
 
@@ -70,6 +70,12 @@ class DataIssuesPanel(Panel):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         df = images if isinstance(images, pd.DataFrame) else None
+        # a leave-one-out result with k columns, over its own labels and sequences, is the search
+        # the label issues need: reused, and the duplicates start from it too (no second search)
+        given = res_or_embeddings if _is_result(res_or_embeddings) else None
+        reuse = (given is not None and labels is None and sequence_ids is None and distance in (None, given.distance)
+                 and bool(given.is_query.all() and given.is_gallery.all())
+                 and given.retrieved_ids.shape[1] == min(int(k), given.n_items - 1))
         if _is_result(res_or_embeddings):
             emb = res_or_embeddings.embeddings
             labels = res_or_embeddings.labels if labels is None else labels
@@ -83,7 +89,7 @@ class DataIssuesPanel(Panel):
             labels = df["label"].to_numpy()
         if splits is None and df is not None and "split" in df.columns:
             splits = df["split"].to_numpy()
-        if sequence_ids is None and df is not None and "sequence" in df.columns:
+        if sequence_ids is None and df is not None and "sequence" in df.columns and not reuse:
             sequence_ids = df["sequence"].to_numpy()
         self.items = Items(images, dataset_root, labels=labels)
         self.splits = None if splits is None else np.asarray(splits, dtype=object)
@@ -91,11 +97,13 @@ class DataIssuesPanel(Panel):
         if len(emb) != n:
             raise ValueError(f"images holds {n} items but there are {len(emb)} embeddings")
         k = min(int(k), n - 1)
-        self._knn = retrieve(emb, labels, top_n=k, distance=distance, sequence_ids=sequence_ids)
+        self._knn = given if reuse else retrieve(emb, labels, top_n=k, distance=distance, sequence_ids=sequence_ids)
         self.issues = label_issue_scores(self._knn, given_labels=np.asarray(self.items.labels, dtype=object))
+        if reuse:
+            sequence_ids = given._seq_codes  # the result's own exclusions, for any later wider search
         self._dup_args = dict(splits=splits, labels=labels, sequence_ids=sequence_ids, distance=distance)
         self._emb = emb
-        self.duplicates = find_duplicates(emb, threshold=threshold, **self._dup_args)
+        self.duplicates = duplicates_from_result(self._knn, threshold=threshold, splits=splits, labels=labels)
         self.auto_threshold = float(self.duplicates.attrs["threshold"])
         self._searched = self.auto_threshold
         self._find_duplicates = find_duplicates
