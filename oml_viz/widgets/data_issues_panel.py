@@ -9,8 +9,21 @@ that cross splits). The threshold slider starts at the automatic cut of
 every cut searched so far asks the engine again. Everything is computed once and cached.
 
 Example:
-    >>> panel = DataIssuesPanel(res, df)           # doctest: +SKIP
-    >>> panel.view.value = "leaks"; panel.wait()   # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat(np.arange(4), 3)                                  # 4 labels x 3 items
+    >>> emb = (rng.normal(size=(12, 8)) * 0.1 + labels[:, None]).astype(np.float32)
+    >>> emb[11] = emb[0]                        # item 11 (label 3) is a copy of item 0 (label 0)
+    >>> images = [np.full((16, 16, 3), 20 * i, np.uint8) for i in range(12)]
+    >>> res = ov.retrieve(emb, labels, top_n=5)
+    >>> splits = np.where(np.arange(12) < 6, "train", "validation")
+    >>> panel = DataIssuesPanel(res, images, splits=splits, background=False)
+    >>> int(panel.issues.index[0]), int(panel.issues["suggested_label"].iloc[0])   # the copy: top suspect
+    (11, 0)
+    >>> panel.view.value = "leaks"; _ = panel.wait()
+    >>> panel._rows()[["id_a", "id_b", "cross_split"]].values.tolist()   # and a leak across splits
+    [[0, 11, True]]
+    >>> panel.close()
 """
 from __future__ import annotations
 

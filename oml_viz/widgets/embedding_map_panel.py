@@ -9,8 +9,18 @@ selector updates the scatter in place. The static export (``view_png``, ``save_h
 map with matplotlib, the selection outlined, above the grid.
 
 Example:
-    >>> panel = EmbeddingMapPanel(res, df, color_by="label_issue")   # doctest: +SKIP
-    >>> panel.select([3, 17, 42]); panel.wait()                       # doctest: +SKIP
+    >>> import numpy as np, oml_viz as ov
+    >>> rng = np.random.default_rng(0)
+    >>> labels = np.repeat(np.arange(4), 3)                                  # 4 labels x 3 items
+    >>> emb = (rng.normal(size=(12, 8)) * 0.1 + labels[:, None]).astype(np.float32)
+    >>> emb[11] = emb[0]                        # item 11 (label 3) is a copy of item 0 (label 0)
+    >>> images = [np.full((16, 16, 3), 20 * i, np.uint8) for i in range(12)]
+    >>> res = ov.retrieve(emb, labels, top_n=5)
+    >>> panel = EmbeddingMapPanel(res, images, color_by="label_issue", background=False)
+    >>> panel.select([3, 7, 11]); _ = panel.wait()
+    >>> panel.selected, bytes(panel.view_png()[:4])
+    ([3, 7, 11], b'\\x89PNG')
+    >>> panel.close()
 """
 from __future__ import annotations
 
