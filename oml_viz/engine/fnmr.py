@@ -20,7 +20,7 @@ For each group of queries (OVERALL and each category) the threshold t is the p-q
 interpolation, as ``numpy.quantile``) of the non-relevant pairs' distances, and FNMR is the share of
 relevant pairs with distance >= t.
 
-Pass 1 histograms the relevant and non-relevant distances of every group into ``N_BINS`` bins. The
+Pass 1 histograms the relevant and non-relevant distances of every group into ``_TWO_PASS_BINS`` bins. The
 two order statistics that t interpolates between fall into known bins; pass 2 collects only the
 distances inside those bins, which gives t exactly, and the relevant pairs in the same bins are
 compared with t one by one (pairs in other bins are decided by their bin alone).
@@ -36,7 +36,10 @@ from .candidates import Bound
 from .gemm import fastest_fp32
 from .search import Exclusions, exact_distances, gallery_matrix, query_matrix
 
-N_BINS = 1 << 14
+N_BINS = 1 << 14  # (the sharded FNMR's histogram)
+# the two-pass algorithm's bins: its second pass keeps every pair of the wanted bins, so finer bins
+# keep that small (measured at 50k x 50k, 10 categories, 3 FMR values: 8.5 GB peak with 2^14)
+_TWO_PASS_BINS = 1 << 18
 _FINE_BINS = 1 << 18  # histogram of the fast path (1 MB: stays in cache)
 _MAX_WINDOW_PAIRS = 1_500_000  # pairs whose exact distance pass 2 may need; more: the older algorithm
 # above this many pairs the windows (~4 W wide, W the float32 product's proven error) hold millions of
@@ -96,30 +99,30 @@ def _fnmr_two_pass(
         d_max = 2 * float(vectors.norm(dim=1).max()) * (1 + 1e-5) + 1e-12
     else:
         d_max = 2.0 * (1 + 1e-6)
-    scale = N_BINS / d_max
+    scale = _TWO_PASS_BINS / d_max
     groups = torch.as_tensor(query_groups, device=device)
     args = (vectors, query_ids, gallery_ids, label_codes, seq_codes, distance, device)
 
     def bins_of(dist: torch.Tensor) -> torch.Tensor:
-        return (dist * scale).long().clamp_(0, N_BINS - 1)
+        return (dist * scale).long().clamp_(0, _TWO_PASS_BINS - 1)
 
     # pass 1: one histogram of (relevant, group, bin) over every pair, excluded pairs in a trash
     # bin; OVERALL is the sum over groups
-    size = n_groups * N_BINS
+    size = n_groups * _TWO_PASS_BINS
     hist = torch.zeros(2 * size + 1, dtype=torch.int64, device=device)
     for rows, dist, (ex_rows, ex_cols), relevant in _distance_chunks(*args):
         index = bins_of(dist)
-        index += (groups[rows] * N_BINS).unsqueeze(1)
+        index += (groups[rows] * _TWO_PASS_BINS).unsqueeze(1)
         index += relevant * size
         index[ex_rows, ex_cols] = 2 * size
         hist += torch.bincount(index.view(-1), minlength=2 * size + 1)
-    hist = hist[: 2 * size].view(2, n_groups, N_BINS).cpu().numpy()
+    hist = hist[: 2 * size].view(2, n_groups, _TWO_PASS_BINS).cpu().numpy()
     hist = np.concatenate([hist.sum(axis=1, keepdims=True), hist], axis=1)  # (2, 1 + G, bins)
     neg_hist, pos_hist = hist[0], hist[1]
 
     # which bins hold the two order statistics of each (group, p)
     plans = []
-    wanted = np.zeros((1 + n_groups, N_BINS), dtype=bool)
+    wanted = np.zeros((1 + n_groups, _TWO_PASS_BINS), dtype=bool)
     for g in range(1 + n_groups):
         n_neg, cum = int(neg_hist[g].sum()), np.cumsum(neg_hist[g])
         for p in fmr_vals:
@@ -141,7 +144,7 @@ def _fnmr_two_pass(
         b = bins_of(dist)
         group_row = (1 + groups[rows]).unsqueeze(1)
         for_all = wanted_flat[b]
-        for_group = wanted_flat[b + group_row * N_BINS]
+        for_group = wanted_flat[b + group_row * _TWO_PASS_BINS]
         keep = for_all | for_group
         keep[ex_rows, ex_cols] = False
         r, c = keep.nonzero().unbind(1)  # few pairs: gather everything else at them
