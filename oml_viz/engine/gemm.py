@@ -65,22 +65,28 @@ def fp32_backend(device: torch.device) -> Backend:
     return BACKENDS["cuda-tf32" if device.type == "cuda" else "torch-fp32"]
 
 
-def _rate(backend: Backend, dim: int, device: torch.device) -> float:
-    """Measured flop/s of one 512 x dim x 8192 product (best of 3, after one warm-up)."""
+def _operands(backend: Backend, dim: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     a = backend.prepare(torch.randn(512, dim + 1, generator=gen).to(device))
     b = backend.prepare(torch.randn(8192, dim + 1, generator=gen).to(device))
-    best = float("inf")
-    for i in range(4):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        backend.mm(a, b)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i:
-            best = min(best, time.perf_counter() - start)
-    return 2 * 512 * 8192 * (dim + 1) / best
+    return a, b
+
+
+def _time(backend: Backend, a: torch.Tensor, b: torch.Tensor, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    backend.mm(a, b)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _rate(backend: Backend, dim: int, device: torch.device) -> float:
+    """Measured flop/s of one 512 x dim x 8192 product (best of 3, after one warm-up)."""
+    a, b = _operands(backend, dim, device)
+    _time(backend, a, b, device)
+    return 2 * a.shape[0] * b.shape[0] * a.shape[1] / min(_time(backend, a, b, device) for _ in range(3))
 
 
 def candidates_for(device: torch.device) -> list[Backend]:
@@ -96,9 +102,19 @@ def candidates_for(device: torch.device) -> list[Backend]:
     return out
 
 
-def measure_rates(device: torch.device, dim: int = 384) -> dict[str, float]:
-    """flop/s of every candidate backend on ``device`` (a fresh measurement)."""
-    return {b.name: _rate(b, dim, device) for b in candidates_for(device)}
+def measure_rates(device: torch.device, dim: int = 384, rounds: int = 3) -> dict[str, float]:
+    """flop/s of every candidate backend on ``device``: the best of ``rounds`` products each, the
+    backends taking turns so that a burst of load on a shared machine hits them alike."""
+    backends = candidates_for(device)
+    operands = {b.name: _operands(b, dim, device) for b in backends}
+    best = {b.name: float("inf") for b in backends}
+    for round_ in range(rounds + 1):
+        for b in backends:
+            seconds = _time(b, *operands[b.name], device)
+            if round_:  # the first round warms up
+                best[b.name] = min(best[b.name], seconds)
+    a, g = operands[backends[0].name]
+    return {name: 2 * a.shape[0] * g.shape[0] * a.shape[1] / s for name, s in best.items()}
 
 
 def choose_backend(device: torch.device, measure: bool = True) -> Backend:
