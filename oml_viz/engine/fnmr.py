@@ -196,8 +196,12 @@ def fnmr_at_fmr(
     args = (vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals, distance, device)
     g_labels = label_codes[gallery_ids]
     per_label = np.bincount(g_labels, minlength=int(label_codes.max()) + 1)
-    too_big = len(query_ids) * len(gallery_ids) > _MAX_WINDOWED_PAIRS
-    if too_big or int(per_label[label_codes[query_ids]].sum()) > _MAX_RELEVANT:
+    if int(per_label[label_codes[query_ids]].sum()) > _MAX_RELEVANT:
+        return _fnmr_two_pass(*args)
+    out = _fnmr_single_pass(*args)
+    if out is not None:
+        return out
+    if len(query_ids) * len(gallery_ids) > _MAX_WINDOWED_PAIRS:
         return _fnmr_two_pass(*args)
     out = _fnmr_windows(*args)
     return _fnmr_two_pass(*args) if out is None else out
@@ -385,3 +389,251 @@ def _exact(
         g = gallery[torch.as_tensor(cols[start : start + (1 << 13)], device=device)]
         out.append(exact_distances(q, g.unsqueeze(1), distance)[:, 0].double().cpu().numpy())
     return np.concatenate(out) if out else np.empty(0)
+
+
+# the single pass (the default): a seeded, stratified sample of queries brackets each quantile; one
+# pass over every pair counts the pairs below each bracket and keeps those inside it
+_SAMPLE_QUERIES = 1024  # sampled queries (all of them when there are fewer), at least 64 per group
+_MARGIN_Z = 6.0  # bracket half-width in standard errors of the sampled share below the estimate
+_MAX_COLLECT = 20_000_000  # pairs the single pass may keep (12 bytes each); more: the older paths
+
+
+def _fnmr_single_pass(
+    vectors: torch.Tensor,
+    query_ids: np.ndarray,
+    gallery_ids: np.ndarray,
+    label_codes: np.ndarray,
+    seq_codes: np.ndarray,
+    query_groups: np.ndarray,
+    n_groups: int,
+    fmr_vals: Sequence[float],
+    distance: str,
+    device: torch.device,
+) -> np.ndarray | None:
+    """:func:`fnmr_at_fmr` in one pass over the pairs; None when a bracket misses (the caller falls back).
+
+    Approximations ``y~`` (d^2 or d) come from the fastest float32 product, within a proven ``W`` of the
+    exact ``y``. A stratified sample of queries gives, per (group, p), a bracket ``[L, H)`` of ``y~``
+    that very likely holds the wanted order statistics; the pass counts the non-relevant pairs with
+    ``y~ < L`` and keeps those inside. The r-th smallest ``y~`` is then ``a_r`` (checked: r must fall
+    inside the bracket), the r-th smallest exact ``y`` lies in ``[a_r - W, a_r + W]``, and it is found
+    exactly among the kept pairs with ``|y~ - a_r| <= 2 W`` (checked: inside the bracket), all other
+    pairs ranking provably below or above it.
+    """
+    euclid = distance == "euclidean"
+    n_q, n_g, dim = len(query_ids), len(gallery_ids), vectors.shape[1]
+    if n_q == 0 or n_g == 0:
+        return None
+    gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
+    base = gallery_matrix(gallery, distance)[:n_g]
+    backend = fastest_fp32(device)
+    rhs = backend.prepare(torch.cat([base, base.new_ones(n_g, 1)], dim=1))
+    del base
+    exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
+    query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
+
+    # relevant pairs: exact distances, straight from the label groups
+    rel_rows, rel_cols = _relevant_pairs(np.arange(n_q), query_ids, gallery_ids, label_codes, seq_codes)
+    rel_dist = _exact(vectors, query_ids, gallery, rel_rows, rel_cols, distance, device)
+    rel_group = query_groups[rel_rows]
+
+    # W: |y~ - y| for pairs with y~ below ``top`` (exact formula: relative theta on d^2; cosine: absolute)
+    q_sq_all = vectors[torch.as_tensor(query_ids)].double().pow(2).sum(1)
+    g_max = float(gallery.double().norm(dim=1).max())
+    q_max = float(q_sq_all.max().sqrt())
+    shift_all = q_sq_all.float().double() if euclid else torch.ones_like(q_sq_all)
+    w = Bound.of(backend, dim, distance).at(q_sq_all.sqrt(), torch.tensor(g_max, dtype=torch.float64), shift_all)
+    if euclid:
+        w = w + (shift_all - q_sq_all).abs()
+    w_prod = float(w.max()) * 1.01
+    y_max = (q_max + g_max) ** 2 if euclid else 2.0
+    if not 8 * (y_max + w_prod) < 1e37:
+        return None
+    theta = 2 * (dim + 8) * _U32
+    under = (dim + 3) * 2.0**-125 + _U32 * 4
+
+    def err(top: float) -> float:
+        cap = min(y_max, max(top, 0.0) + w_prod) if euclid and np.isfinite(top) else y_max
+        return (w_prod + theta * cap + under) * 1.01 + 1e-30
+
+    big_w = err(float("inf"))
+    lo, hi = -2 * big_w, y_max + 2 * big_w
+    width = (hi - lo) / _FINE_BINS
+
+    def scores(rows: np.ndarray) -> tuple[torch.Tensor, int]:
+        """y~ of the rows' pairs, +inf at relevant and excluded ones (disjoint), and how many are finite."""
+        q = vectors[torch.as_tensor(query_ids[rows])].to(device)
+        shift = shift_all[torch.as_tensor(rows)].float().to(device).unsqueeze(1)
+        y = backend.mm(backend.prepare(torch.cat([query_matrix(q), shift], dim=1)), rhs)
+        r, c = _relevant_pairs(rows, query_ids, gallery_ids, label_codes, seq_codes)
+        y[torch.as_tensor(r, device=device), torch.as_tensor(c, device=device)] = float("inf")
+        ex = exclusions.pairs(query_seq[torch.as_tensor(rows, device=device)])
+        y[ex] = float("inf")
+        return y, len(rows) * n_g - len(r) - len(ex[0])
+
+    chunk = max(1, _BLOCK_BYTES // (4 * n_g))
+
+    def pieces(rows: np.ndarray) -> Iterator[tuple[np.ndarray, torch.Tensor, int]]:
+        for i in range(0, len(rows), chunk):
+            yield rows[i : i + chunk], *scores(rows[i : i + chunk])
+
+    # the sample: per group, evenly spaced in the order of |q|^2 (euclidean; a seeded shuffle for cosine),
+    # so that the spread of the share below a threshold between queries is mostly stratified out
+    rng = np.random.default_rng(0)
+    key = q_sq_all.numpy() if euclid else rng.random(n_q)
+    by_group = [np.flatnonzero(query_groups == g) for g in range(n_groups)]
+    by_group = [rows[np.argsort(key[rows], kind="stable")] for rows in by_group]
+    sample = []
+    for rows in by_group:
+        k = min(len(rows), max(64, -(-_SAMPLE_QUERIES * len(rows) // n_q)))
+        sample.append(rows[((np.arange(k) + rng.random()) * len(rows) / max(k, 1)).astype(np.int64)] if k else rows)
+
+    hist = torch.zeros(n_groups, _FINE_BINS, dtype=torch.float64)
+    for g, rows in enumerate(sample):
+        for _, y, _ in pieces(rows):
+            hist[g] += torch.histc(y, bins=_FINE_BINS, min=lo, max=hi).double().cpu()
+    hist = torch.cat([hist.sum(0, keepdim=True), hist]).numpy()  # (1 + G, bins): sampled non-relevant y~
+    cum = np.cumsum(hist, axis=1)
+
+    def edge_at(g: int, rank: float) -> int:
+        return int(np.searchsorted(cum[g], rank, side="right"))
+
+    estimate = np.array([[lo + (edge_at(g, p * (cum[g, -1] - 1)) + 0.5) * width for p in fmr_vals]
+                         for g in range(1 + n_groups)])
+    below_est: list[list[np.ndarray]] = [[] for _ in range(1 + n_groups)]  # per row: (count below each t, n)
+    for g, rows in enumerate(sample):
+        for _, y, _ in pieces(rows):
+            t_all = np.concatenate([estimate[0], estimate[g + 1]])
+            c = torch.stack([torch.count_nonzero(y < float(t), dim=1) for t in t_all], 1).double().cpu().numpy()
+            n_row = torch.count_nonzero(y < float("inf"), dim=1).double().cpu().numpy()[:, None]
+            k = len(fmr_vals)
+            below_est[0].append(np.concatenate([c[:, :k], n_row], 1))
+            below_est[g + 1].append(np.concatenate([c[:, k:], n_row], 1))
+
+    # brackets [L, H) of y~ per (group, p), float32 like y~
+    n_group_queries = [n_q] + [len(rows) for rows in by_group]
+    plans: list[tuple[int, float, float, float] | None] = []
+    expected = 0.0
+    for g in range(1 + n_groups):
+        n_pos = int(((rel_group == g - 1) | (g == 0)).sum())
+        table = np.concatenate(below_est[g]) if below_est[g] else np.empty((0, len(fmr_vals) + 1))
+        n_s = table[:, -1]
+        for j, p in enumerate(fmr_vals):
+            if n_pos == 0:
+                plans.append(None)
+                continue
+            if cum[g, -1] == 0:  # nothing sampled: the whole range
+                plans.append((g, float(p), -np.inf, np.inf))
+                expected += n_group_queries[g] * n_g
+                continue
+            k = len(table)
+            share = table[:, j].sum() / n_s.sum()
+            e = table[:, j] - share * n_s
+            var = 0.0
+            if k < n_group_queries[g]:
+                s_d2 = float((np.diff(e) ** 2).sum() / (2 * (k - 1))) if k > 1 else float(n_s.mean() ** 2)
+                var = (1 - k / n_group_queries[g]) * s_d2 / k / float(n_s.mean()) ** 2
+            m = _MARGIN_Z * np.sqrt(var)
+            total = cum[g, -1]
+            lo_share, hi_share = p - m, p + m
+            lo_rank, hi_rank = np.floor(lo_share * (total - 1)) - 2, np.floor(hi_share * (total - 1)) + 3
+            low = lo + edge_at(g, lo_rank) * width if lo_rank >= 0 else -np.inf
+            high = lo + (edge_at(g, hi_rank) + 1) * width if hi_rank < total else np.inf
+            pad = 2 * err(high + 3 * big_w) + width
+            low, high = np.float32(low - pad), np.float32(high + pad)
+            top = cum[g, min(max(int((high - lo) / width) + 1, 0), _FINE_BINS - 1)] if np.isfinite(high) else total
+            bottom = cum[g, min(max(int((low - lo) / width) - 1, 0), _FINE_BINS - 1)] if np.isfinite(low) else 0.0
+            inside = top - bottom
+            expected += inside / max(total, 1) * n_group_queries[g] * n_g
+            plans.append((g, float(p), float(low), float(high)))
+    if expected > _MAX_COLLECT:
+        return None
+
+    # the pass: per chunk, the brackets of its group and OVERALL merged into disjoint regions; per region
+    # the pairs below its start are counted and those inside kept (count_nonzero and masks: the fastest
+    # torch ops here, measured against bucketize, bincount and table lookups)
+    n_plans = len(plans)
+    below = np.zeros(n_plans, dtype=np.int64)
+    n_neg = np.zeros(1 + n_groups, dtype=np.int64)
+    kept: list[tuple[int, np.ndarray, np.ndarray]] = []  # (group, y~ float32, flat pair index)
+    n_kept = 0
+    for g, rows_g in enumerate(by_group):
+        mine = [i for i, pl in enumerate(plans) if pl is not None and pl[0] in (0, g + 1)]
+        regions = [(np.float32(a), np.float32(b)) for a, b in _merge([plans[i][2:] for i in mine])]
+        region_of = [next(j for j, (a, b) in enumerate(regions) if a <= plans[i][2] and plans[i][3] <= b) for i in mine]
+        for rows, y, n_finite in pieces(rows_g):
+            n_neg[g + 1] += n_finite
+            if not mine:
+                continue
+            starts = np.zeros(len(regions), dtype=np.int64)
+            mask = None
+            for j, (a, b) in enumerate(regions):
+                inside = y < float(b)
+                if np.isfinite(a):
+                    starts[j] = int(torch.count_nonzero(y < float(a)))
+                    inside &= y >= float(a)
+                mask = inside if mask is None else mask.logical_or_(inside)
+            r, c = mask.nonzero().unbind(1)
+            n_kept += len(r)
+            if n_kept > 2 * _MAX_COLLECT:
+                return None
+            y_in = y[r, c].cpu().numpy()
+            for i, j in zip(mine, region_of):
+                low = np.float32(plans[i][2])
+                below[i] += starts[j] + int(((y_in >= regions[j][0]) & (y_in < low)).sum())
+            flat = torch.as_tensor(rows, device=device)[r] * n_g + c
+            kept.append((g, y_in, flat.cpu().numpy()))
+    n_neg[0] = n_neg[1:].sum()
+
+    # per (group, p): the order statistics' approximations, their windows, and the pairs to verify
+    need = []
+    y_all = np.concatenate([yk for _, yk, _ in kept]) if kept else np.empty(0, np.float32)
+    f_all = np.concatenate([fk for _, _, fk in kept]) if kept else np.empty(0, np.int64)
+    g_all = np.concatenate([np.full(len(yk), gk) for gk, yk, _ in kept]) if kept else np.empty(0, np.int64)
+    del kept
+    for i, plan in enumerate(plans):
+        if plan is None:
+            continue
+        g, p, low, high = plan
+        sel = (y_all >= np.float32(low)) & (y_all < np.float32(high))
+        if g > 0:
+            sel &= g_all == g - 1
+        y_in, f_in = y_all[sel].astype(np.float64), f_all[sel]
+        h = (int(n_neg[g]) - 1) * p
+        if n_neg[g] == 0:
+            return None
+        r0 = int(np.floor(h))
+        r1 = min(r0 + 1, int(n_neg[g]) - 1)
+        w_i = err(high)
+        stats = []
+        for r in (r0, r1):
+            k = r - int(below[i])
+            if not 0 <= k < len(y_in):
+                return None
+            a = float(np.partition(y_in, k)[k])
+            if a - 2 * w_i < low or a + 2 * w_i >= high:
+                return None
+            window = np.abs(y_in - a) <= 2 * w_i
+            stats.append((r - int(below[i]) - int((y_in < a - 2 * w_i).sum()), a, f_in[window]))
+        need.append((i, h, r0, w_i, stats))
+
+    flats = np.unique(np.concatenate([f for *_, stats in need for *_, f in stats] or [np.empty(0, np.int64)]))
+    exact = _exact(vectors, query_ids, gallery, flats // n_g, flats % n_g, distance, device)
+    out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
+    for i, h, r0, w_i, stats in need:
+        g = plans[i][0]
+        xs = []
+        for k, a, f in stats:
+            values = np.sort(exact[np.searchsorted(flats, f)])
+            if not 0 <= k < len(values):
+                return None
+            x = float(values[k])
+            y_x = x * x if euclid else x
+            if abs(y_x - a) > w_i:
+                return None
+            xs.append(x)
+        x0, x1 = xs
+        t = x0 + (h - r0) * (x1 - x0)
+        pos = rel_dist if g == 0 else rel_dist[rel_group == g - 1]
+        out[g, i % len(fmr_vals)] = float((pos >= t).sum()) / len(pos)
+    return out

@@ -1,0 +1,96 @@
+"""The single-pass exact FNMR@FMR (``fnmr._fnmr_single_pass``) against a numpy.quantile reference."""
+import numpy as np
+import pytest
+import torch
+
+import oml_viz as ov
+from oml_viz.engine import fnmr
+from oml_viz.engine.search import exact_distances, unit_rows
+
+CPU = torch.device("cpu")
+PS = [0.001, 0.02, 0.1, 0.5]
+
+
+def _reference(v, labels, groups, n_groups, ps, distance, seq):
+    """numpy.quantile over every non-relevant, non-excluded pair's exact float32 distance, per group."""
+    n = len(v)
+    d = exact_distances(v, v.unsqueeze(0).expand(n, -1, -1), distance).double().numpy()
+    rel = labels[:, None] == labels[None, :]
+    excluded = seq[:, None] == seq[None, :]
+    out = []
+    for g in [None, *range(n_groups)]:
+        m = np.ones(n, bool) if g is None else groups == g
+        neg, pos = d[m][~rel[m] & ~excluded[m]], d[m][rel[m] & ~excluded[m]]
+        out.append([(pos >= np.quantile(neg, p)).mean() if len(pos) else np.nan for p in ps])
+    return np.array(out)
+
+
+def _data(seed, distance, offset=0.0, rounding=False, duplicates=False, n=900, dim=12):
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    if duplicates:  # 200 rows copied from 5 rows, labels and groups drawn independently
+        v[:200] = v[200 + rng.integers(0, 5, 200)]
+    v = torch.as_tensor(v)
+    if rounding:
+        v = torch.round(v * 2)  # exact ties everywhere
+    v = v * (1000 if offset else 1) + offset  # far from the origin: the product cancels badly
+    if distance == "cosine":
+        v = unit_rows(v)
+    labels, seq, groups = rng.integers(0, 15, n), rng.integers(0, 400, n), rng.integers(0, 3, n)
+    return v, labels, seq, groups
+
+
+CASES = [
+    ("euclidean", 0.0, False, False),
+    ("cosine", 0.0, False, False),
+    ("euclidean", 0.0, True, False),
+    ("cosine", 0.0, True, False),
+    ("euclidean", 5e4, False, False),
+    ("euclidean", 0.0, False, True),
+    ("cosine", 0.0, False, True),
+]
+
+
+@pytest.mark.parametrize("distance, offset, rounding, duplicates", CASES)
+def test_single_pass_equals_the_quantile_reference(monkeypatch, distance, offset, rounding, duplicates):
+    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)  # a real sample (about a quarter of the queries)
+    v, labels, seq, groups = _data(3, distance, offset, rounding, duplicates)
+    ids = np.arange(len(v))
+    out = fnmr._fnmr_single_pass(v, ids, ids, labels, seq, groups, 3, PS, distance, CPU)
+    assert out is not None
+    np.testing.assert_array_equal(out, _reference(v, labels, groups, 3, PS, distance, seq))
+
+
+def test_single_pass_with_every_query_sampled_and_an_empty_group():
+    v, labels, seq, groups = _data(4, "euclidean", n=300)
+    groups = np.where(groups == 1, 0, groups)  # group 1 has no query
+    ids = np.arange(len(v))
+    out = fnmr._fnmr_single_pass(v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
+    assert out is not None
+    np.testing.assert_array_equal(out, _reference(v, labels, groups, 3, PS, "euclidean", seq))
+
+
+@pytest.mark.parametrize("how", ["missed bracket", "too many pairs"])
+def test_fallback_when_the_single_pass_cannot_decide(monkeypatch, how):
+    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
+    if how == "missed bracket":
+        monkeypatch.setattr(fnmr, "_MARGIN_Z", -50.0)  # empty brackets: every rank falls outside
+    else:
+        monkeypatch.setattr(fnmr, "_MAX_COLLECT", 0)
+    v, labels, seq, groups = _data(5, "euclidean")
+    ids = np.arange(len(v))
+    args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
+    assert fnmr._fnmr_single_pass(*args) is None
+    np.testing.assert_array_equal(fnmr.fnmr_at_fmr(*args), _reference(v, labels, groups, 3, PS, "euclidean", seq))
+
+
+def test_metrics_through_retrieve_agree_with_the_older_paths(monkeypatch):
+    rng = np.random.default_rng(6)
+    emb = rng.normal(size=(600, 8)).astype(np.float32)
+    labels, cats = rng.integers(0, 10, 600), rng.choice(["a", "b", "c"], 600)
+    res = ov.retrieve(emb, labels, categories=cats)
+    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 100)
+    single = res.metrics(fmr_vals=(0.001, 0.01, 0.1))
+    monkeypatch.setattr(fnmr, "_MAX_COLLECT", 0)  # the window path
+    windows = res.metrics(fmr_vals=(0.001, 0.01, 0.1))
+    np.testing.assert_array_equal(single.to_numpy(), windows.to_numpy())
