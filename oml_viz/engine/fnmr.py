@@ -393,9 +393,10 @@ def _exact(
 
 # the single pass (the default): a seeded, stratified sample of queries brackets each quantile; one
 # pass over every pair counts the pairs below each bracket and keeps those inside it
-_SAMPLE_QUERIES = 1024  # sampled queries (all of them when there are fewer), at least 64 per group
-_MARGIN_Z = 6.0  # bracket half-width in standard errors of the sampled share below the estimate
-_MAX_COLLECT = 20_000_000  # pairs the single pass may keep (12 bytes each); more: the older paths
+_SAMPLE_QUERIES = 4096  # sampled queries (all of them when there are fewer), at least 64 per group
+_ROUGH_EVERY = 8  # every 8th sampled query (at least 64 a group) gives the thresholds where the spread is measured
+_MARGIN_Z = 5.0  # bracket half-width in standard errors of the sampled share below the estimate
+_MAX_COLLECT = 40_000_000  # pairs the single pass may keep (12 bytes each); more: the older paths
 
 
 def _fnmr_single_pass(
@@ -483,32 +484,39 @@ def _fnmr_single_pass(
     key = q_sq_all.numpy() if euclid else rng.random(n_q)
     by_group = [np.flatnonzero(query_groups == g) for g in range(n_groups)]
     by_group = [rows[np.argsort(key[rows], kind="stable")] for rows in by_group]
-    sample = []
+    sample, rough = [], []
     for rows in by_group:
         k = min(len(rows), max(64, -(-_SAMPLE_QUERIES * len(rows) // n_q)))
-        sample.append(rows[((np.arange(k) + rng.random()) * len(rows) / max(k, 1)).astype(np.int64)] if k else rows)
+        picked = rows[((np.arange(k) + rng.random()) * len(rows) / max(k, 1)).astype(np.int64)] if k else rows
+        sample.append(picked)
+        rough.append(picked[:: max(1, min(_ROUGH_EVERY, len(picked) // 64))])
+    below_est: list[list[np.ndarray]] = [[] for _ in range(1 + n_groups)]  # per row: counts below, n
 
-    hist = torch.zeros(n_groups, _FINE_BINS, dtype=torch.float64)
-    for g, rows in enumerate(sample):
-        for _, y, _ in pieces(rows):
-            hist[g] += torch.histc(y, bins=_FINE_BINS, min=lo, max=hi).double().cpu()
-    hist = torch.cat([hist.sum(0, keepdim=True), hist]).numpy()  # (1 + G, bins): sampled non-relevant y~
-    cum = np.cumsum(hist, axis=1)
+    def histogram(rows_per_group: list[np.ndarray], thresholds: np.ndarray | None) -> np.ndarray:
+        """(1 + G, bins) histogram of the rows' non-relevant y~; per-row counts below ``thresholds``."""
+        hist = torch.zeros(n_groups, _FINE_BINS, dtype=torch.float64)
+        for g, rows in enumerate(rows_per_group):
+            for _, y, _ in pieces(rows):
+                hist[g] += torch.histc(y, bins=_FINE_BINS, min=lo, max=hi).double().cpu()
+                if thresholds is None:
+                    continue
+                t_all = np.concatenate([thresholds[0], thresholds[g + 1]])
+                c = torch.stack([torch.count_nonzero(y < float(t), dim=1) for t in t_all], 1).double().cpu().numpy()
+                n_row = torch.count_nonzero(y < float("inf"), dim=1).double().cpu().numpy()[:, None]
+                k = len(fmr_vals)
+                below_est[0].append(np.concatenate([c[:, :k], n_row], 1))
+                below_est[g + 1].append(np.concatenate([c[:, k:], n_row], 1))
+        return np.cumsum(torch.cat([hist.sum(0, keepdim=True), hist]).numpy(), axis=1)
+
+    def quantiles(cum: np.ndarray) -> np.ndarray:
+        return np.array([[lo + (int(np.searchsorted(cum[g], p * (cum[g, -1] - 1), side="right")) + 0.5) * width
+                          for p in fmr_vals] for g in range(1 + n_groups)])
+
+    # a rough subsample gives thresholds; the whole sample the quantiles and each row's count below them
+    cum = histogram(sample, quantiles(histogram(rough, None)))  # cumulated sampled non-relevant y~
 
     def edge_at(g: int, rank: float) -> int:
         return int(np.searchsorted(cum[g], rank, side="right"))
-
-    estimate = np.array([[lo + (edge_at(g, p * (cum[g, -1] - 1)) + 0.5) * width for p in fmr_vals]
-                         for g in range(1 + n_groups)])
-    below_est: list[list[np.ndarray]] = [[] for _ in range(1 + n_groups)]  # per row: (count below each t, n)
-    for g, rows in enumerate(sample):
-        for _, y, _ in pieces(rows):
-            t_all = np.concatenate([estimate[0], estimate[g + 1]])
-            c = torch.stack([torch.count_nonzero(y < float(t), dim=1) for t in t_all], 1).double().cpu().numpy()
-            n_row = torch.count_nonzero(y < float("inf"), dim=1).double().cpu().numpy()[:, None]
-            k = len(fmr_vals)
-            below_est[0].append(np.concatenate([c[:, :k], n_row], 1))
-            below_est[g + 1].append(np.concatenate([c[:, k:], n_row], 1))
 
     # brackets [L, H) of y~ per (group, p), float32 like y~
     n_group_queries = [n_q] + [len(rows) for rows in by_group]
@@ -586,19 +594,24 @@ def _fnmr_single_pass(
     n_neg[0] = n_neg[1:].sum()
 
     # per (group, p): the order statistics' approximations, their windows, and the pairs to verify
-    need = []
+    # kept pairs in group order (the chunks were): a group's pairs are one slice
     y_all = np.concatenate([yk for _, yk, _ in kept]) if kept else np.empty(0, np.float32)
     f_all = np.concatenate([fk for _, _, fk in kept]) if kept else np.empty(0, np.int64)
-    g_all = np.concatenate([np.full(len(yk), gk) for gk, yk, _ in kept]) if kept else np.empty(0, np.int64)
+    per_group = np.zeros(n_groups, dtype=np.int64)
+    for gk, yk, _ in kept:
+        per_group[gk] += len(yk)
+    bounds = np.concatenate([[0], np.cumsum(per_group)])
     del kept
+    need = []
+    wanted = np.zeros(len(y_all), dtype=bool)  # positions whose exact distance a window needs
     for i, plan in enumerate(plans):
         if plan is None:
             continue
         g, p, low, high = plan
-        sel = (y_all >= np.float32(low)) & (y_all < np.float32(high))
-        if g > 0:
-            sel &= g_all == g - 1
-        y_in, f_in = y_all[sel].astype(np.float64), f_all[sel]
+        first, last = (0, len(y_all)) if g == 0 else (bounds[g - 1], bounds[g])
+        part = y_all[first:last]
+        pos_in = np.flatnonzero((part >= np.float32(low)) & (part < np.float32(high))) + first
+        y_in = y_all[pos_in].astype(np.float64)
         h = (int(n_neg[g]) - 1) * p
         if n_neg[g] == 0:
             return None
@@ -613,18 +626,20 @@ def _fnmr_single_pass(
             a = float(np.partition(y_in, k)[k])
             if a - 2 * w_i < low or a + 2 * w_i >= high:
                 return None
-            window = np.abs(y_in - a) <= 2 * w_i
-            stats.append((r - int(below[i]) - int((y_in < a - 2 * w_i).sum()), a, f_in[window]))
+            window = pos_in[np.abs(y_in - a) <= 2 * w_i]
+            wanted[window] = True
+            stats.append((r - int(below[i]) - int((y_in < a - 2 * w_i).sum()), a, window))
         need.append((i, h, r0, w_i, stats))
 
-    flats = np.unique(np.concatenate([f for *_, stats in need for *_, f in stats] or [np.empty(0, np.int64)]))
+    positions = np.flatnonzero(wanted)
+    flats = f_all[positions]
     exact = _exact(vectors, query_ids, gallery, flats // n_g, flats % n_g, distance, device)
     out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
     for i, h, r0, w_i, stats in need:
         g = plans[i][0]
         xs = []
         for k, a, f in stats:
-            values = np.sort(exact[np.searchsorted(flats, f)])
+            values = np.sort(exact[np.searchsorted(positions, f)])
             if not 0 <= k < len(values):
                 return None
             x = float(values[k])
