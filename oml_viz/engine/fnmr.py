@@ -1,6 +1,10 @@
 """Exact FNMR@FMR without a Q x G matrix.
 
-:func:`fnmr_at_fmr` (the default) scores the relevant pairs directly from the label groups, with the
+:func:`fnmr_at_fmr` first tries ``_fnmr_single_pass`` (docstring there): one product pass over every
+pair, with the quantiles bracketed beforehand from a seeded, stratified sample of queries; where a
+bracket misses (checked, rare) or would keep too many pairs it falls back to the two-pass paths below.
+
+The window path (``_fnmr_windows``) scores the relevant pairs directly from the label groups, with the
 exact distances of :func:`.search.exact_distances` (the ones ``retrieve`` reports); only the
 non-relevant distances' quantile needs passes over every pair, in query chunks sorted by group:
 
