@@ -489,8 +489,9 @@ def _fnmr_single_pass(
     by_group = [np.flatnonzero(query_groups == g) for g in range(n_groups)]
     by_group = [rows[np.argsort(key[rows], kind="stable")] for rows in by_group]
     sample, rough = [], []
+    size = min(_SAMPLE_QUERIES, max(n_q // 8, 512))  # small sets: the sample would cost most of the pass
     for rows in by_group:
-        k = min(len(rows), max(64, -(-_SAMPLE_QUERIES * len(rows) // n_q)))
+        k = min(len(rows), max(64, -(-size * len(rows) // n_q)))
         picked = rows[((np.arange(k) + rng.random()) * len(rows) / max(k, 1)).astype(np.int64)] if k else rows
         sample.append(picked)
         rough.append(picked[:: max(1, min(_ROUGH_EVERY, len(picked) // 64))])
