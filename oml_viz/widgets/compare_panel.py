@@ -34,6 +34,7 @@ from oml_viz.render import ComparedQueriesDisplay
 
 from .base import Panel, item_categories
 from .items import Items
+from .paging import PagedQueries
 from .png import rgb_to_png
 from .tables import TABLE_STYLE
 
@@ -82,7 +83,7 @@ def compare_table_html(table: pd.DataFrame, metric: str, names: tuple[str, str],
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
-class ComparePanel(Panel):
+class ComparePanel(PagedQueries, Panel):
     """Compare two results over the same items (an :class:`oml_viz.Comparison`).
 
     Args:
@@ -181,34 +182,11 @@ class ComparePanel(Panel):
         return self._orders[key]
 
     @property
-    def n_pages(self) -> int:
-        return max(1, -(-len(self._order()) // self.n_queries))
-
-    def _page_ids(self, page: int) -> np.ndarray:
-        return self._order()[page * self.n_queries:(page + 1) * self.n_queries]
-
-    @property
-    def page_query_ids(self) -> list[int]:
-        """Item ids of the queries on the current page, largest change first."""
-        return [int(i) for i in self._page_ids(self.page)]
-
-    @property
     def state(self) -> dict:
         return {"metric": self.metric.value, "kind": self.kind.value, "category": self.category_value,
                 "page": self.page}
 
     # ---------------------------------------------------------------- actions
-    def go_to_page(self, page: int) -> None:
-        """Show page ``page`` (0-based; clipped to the pages there are)."""
-        self.page = int(min(max(page, 0), self.n_pages - 1))
-        self._refresh()
-
-    def next_page(self) -> None:
-        self.go_to_page(self.page + 1)
-
-    def prev_page(self) -> None:
-        self.go_to_page(self.page - 1)
-
     def _on_control(self, change: dict) -> None:
         self.page = 0
         self._refresh()

@@ -33,12 +33,13 @@ from oml_viz.render import QueriesDisplay, plot_confusions
 
 from .base import Panel, valid_ks
 from .items import Items
+from .paging import PagedQueries
 from .png import figure_to_png, rgb_to_png
 
 __all__ = ["ConfusionPanel"]
 
 
-class ConfusionPanel(Panel):
+class ConfusionPanel(PagedQueries, Panel):
     """Confused label pairs of an :class:`oml_viz.RetrievalResult`.
 
     Args:
@@ -90,8 +91,8 @@ class ConfusionPanel(Panel):
 
         self.k.observe(self._on_k, names="value")
         self.pairs.observe(self._on_pair, names="value")
-        self.prev_button.on_click(lambda _: self.go_to_page(self.page - 1))
-        self.next_button.on_click(lambda _: self.go_to_page(self.page + 1))
+        self.prev_button.on_click(lambda _: self.prev_page())
+        self.next_button.on_click(lambda _: self.next_page())
         self.children = [
             w.HBox([self.k, self.heat.progress]), self.summary, self.pairs,
             self.heat.image, self.heat.status,
@@ -120,15 +121,6 @@ class ConfusionPanel(Panel):
         return self._queries[key]
 
     @property
-    def n_pages(self) -> int:
-        return max(1, -(-len(self._order()) // self.n_queries))
-
-    @property
-    def page_query_ids(self) -> list[int]:
-        """Item ids of the selected pair's queries on the current page, worst first."""
-        return [int(i) for i in self._order()[self.page * self.n_queries:(self.page + 1) * self.n_queries]]
-
-    @property
     def state(self) -> dict:
         return {"k": int(self.k.value), "selected": self.selected, "page": self.page}
 
@@ -142,11 +134,6 @@ class ConfusionPanel(Panel):
                 self.pairs.value = i  # the observer refreshes
                 return
         raise ValueError(f"({a!r}, {b!r}) is not among the {self.top} most confused pairs at k={self.k.value}")
-
-    def go_to_page(self, page: int) -> None:
-        """Show page ``page`` of the selected pair's queries (0-based; clipped)."""
-        self.page = int(min(max(page, 0), self.n_pages - 1))
-        self._refresh()
 
     def _fill_pairs(self) -> None:
         head = self.table.head(self.top)

@@ -36,12 +36,13 @@ from oml_viz.render import GT_COLOR, NOT_RELEVANT_COLOR, QUERY_COLOR, RELEVANT_C
 
 from .base import Panel, default_metric, item_categories
 from .items import Items, result_metric_names
+from .paging import PagedQueries
 from .png import captioned_strip, rgb_to_png
 
 _ALL = "(all)"
 
 
-class WorstQueriesPanel(Panel):
+class WorstQueriesPanel(PagedQueries, Panel):
     """Worst queries of a result, ``n_queries`` per page, with their results and ground truths.
 
     Args:
@@ -151,34 +152,11 @@ class WorstQueriesPanel(Panel):
         return self._orders[key]
 
     @property
-    def n_pages(self) -> int:
-        return max(1, -(-len(self._order()) // self.n_queries))
-
-    def _page_ids(self, page: int) -> np.ndarray:
-        return self._order()[page * self.n_queries:(page + 1) * self.n_queries]
-
-    @property
-    def page_query_ids(self) -> list[int]:
-        """Item ids of the queries on the current page, worst first."""
-        return [int(i) for i in self._page_ids(self.page)]
-
-    @property
     def state(self) -> dict:
         return {"metric": self.metric.value, "category": self.category_value, "page": self.page,
                 "n_instances": self.n_instances.value, "selected": self.selected}
 
     # ---------------------------------------------------------------- actions
-    def go_to_page(self, page: int) -> None:
-        """Show page ``page`` (0-based; clipped to the pages there are)."""
-        self.page = int(min(max(page, 0), self.n_pages - 1))
-        self._refresh()
-
-    def next_page(self) -> None:
-        self.go_to_page(self.page + 1)
-
-    def prev_page(self) -> None:
-        self.go_to_page(self.page - 1)
-
     def select(self, query_id: int, rank: int) -> None:
         """Explain the pair (query ``query_id``, its result at ``rank``, counted from 1)."""
         row = int(np.searchsorted(self.res.query_ids, query_id))
