@@ -11,8 +11,7 @@ only when it is used.
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from oml_viz.lazy import lazy_names
 
 # compare() shares its name with its module: imported eagerly, so that importing the module
 # oml_viz.analysis.compare (doctests, a user) can never replace the function on this package.
@@ -26,16 +25,4 @@ _NAMES = {
     "project": ".projection",
 }
 
-__all__ = sorted(_NAMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module 'oml_viz.analysis' has no attribute {name!r}")
-    value = getattr(import_module(_NAMES[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_names(__name__, _NAMES, globals())

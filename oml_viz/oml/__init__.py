@@ -6,23 +6,10 @@
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from oml_viz.lazy import lazy_names
 
 _NAMES = {
     "EmbeddingMetrics": ".embedding_metrics",
 }
 
-__all__ = sorted(_NAMES)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _NAMES:
-        raise AttributeError(f"module 'oml_viz.oml' has no attribute {name!r}")
-    value = getattr(import_module(_NAMES[name], __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_names(__name__, _NAMES, globals())

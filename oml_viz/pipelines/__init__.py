@@ -22,8 +22,7 @@ Example:
 """
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
+from oml_viz.lazy import lazy_names
 
 _LAZY = {
     "ConfigError": "oml_viz.pipelines.schema",
@@ -41,16 +40,4 @@ _LAZY = {
     "run_demo": "oml_viz.pipelines.run_demo",
 }
 
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'oml_viz.pipelines' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_names(__name__, _LAZY, globals())
