@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
+from oml_viz.checks import check_int
 from oml_viz.errors import InputTypeError, InputValueError
 
 __all__ = ["check_input_size", "resolve_device"]
@@ -56,8 +56,6 @@ def check_input_size(input_size: Any, name: str = "input_size") -> tuple[int, in
     """``(height, width)`` as two positive ints; TypeError / ValueError naming ``name`` otherwise."""
     if isinstance(input_size, (str, bytes)) or not hasattr(input_size, "__len__") or len(input_size) != 2:
         raise InputTypeError(f"{name} must be (height, width), got {input_size!r}")
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in input_size):
-        raise InputTypeError(f"{name} must be two ints (height, width), got {tuple(input_size)!r}")
-    if any(v < 1 for v in input_size):
-        raise InputValueError(f"{name} must be two positive ints (height, width), got {tuple(input_size)!r}")
-    return int(input_size[0]), int(input_size[1])
+    height, width = (check_int(f"{name}[{i}] ({side})", v, low=1, hint=f" in {tuple(input_size)!r}")
+                      for i, (side, v) in enumerate(zip(("height", "width"), input_size)))
+    return height, width

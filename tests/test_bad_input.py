@@ -98,7 +98,7 @@ class TestResult:
         (lambda r: r.per_query("map/0"), ValueError, "unknown metric"),
         (lambda r: r.per_query(5), ValueError, "unknown metric"),
         (lambda r: r.per_query("map/9"), ValueError, "top_n"),
-        (lambda r: r.worst_queries("map/1", -1), ValueError, "n must be >= 0"),
+        (lambda r: r.worst_queries("map/1", -1), ValueError, "n must be an int >= 0, got -1"),
         (lambda r: r.worst_queries("map/1", "3"), TypeError, "n must be an int"),
         (lambda r: r.worst_queries("map/1", 3, "z"), ValueError, "categories"),
         (lambda r: r.worst_queries("map/1", 3, "z", categories=["a"] * N), ValueError, "category 'z' has no queries"),
@@ -112,7 +112,7 @@ class TestResult:
 # ------------------------------------------------------------------ figures
 class TestPlots:
     @pytest.mark.parametrize("kwargs, exc, match", [
-        ({"n_queries": 0}, ValueError, "n_queries must be >= 1"),            # was an empty figure
+        ({"n_queries": 0}, ValueError, r"n_queries must be a positive int, got 0 \(a figure needs a query\)"),            # was an empty figure
         ({"n_queries": "2"}, TypeError, "n_queries"),
         ({"n_instances": 9}, ValueError, "n_instances=9"),
         ({"n_gt": -1}, ValueError, "n_gt"),
@@ -190,7 +190,8 @@ class TestExplainers:
     @pytest.mark.parametrize("kwargs, exc, match", [
         ({"head": 9}, ValueError, "head=9"),
         ({"head": "foo"}, ValueError, "head"),
-        ({"block": 7}, ValueError, "block=7"),
+        ({"block": 7}, ValueError, r"block must be an int in -\d+\.\.\d+, got 7"),
+        ({"block": 1.0}, TypeError, r"block must be an int in -\d+\.\.\d+, got 1\.0 \(float\)"),
         ({"input_size": (-8, 32)}, ValueError, "input_size"),
         ({"alpha": 2.0}, ValueError, "alpha"),
         ({"cmap": "no-such-map"}, ValueError, "cmap"),

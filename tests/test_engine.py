@@ -188,7 +188,7 @@ def test_metric_argument_errors():
         res.metrics(cmc_top_k=(1,), precision_top_k=(), map_top_k=(), fmr_vals=(1.5,))
     with pytest.raises(ValueError, match="pcf_variance values must lie in"):
         res.metrics(cmc_top_k=(1,), precision_top_k=(), map_top_k=(), pcf_variance=(0,))
-    with pytest.raises(ValueError, match="cmc_top_k must hold positive ints"):
+    with pytest.raises(ValueError, match="every cmc_top_k value must be a positive int, got 0"):
         res.metrics(cmc_top_k=(0,))
     with pytest.raises(ValueError, match="categories has 2 values"):
         res.metrics(cmc_top_k=(1,), precision_top_k=(), map_top_k=(), categories=["a", "b"])

@@ -107,7 +107,7 @@ def test_bad_inputs_are_named():
         ov.project(bad, method="pca")
     with pytest.raises(ValueError, match="needs at least 4"):
         ov.project(x[:3], method="umap")
-    with pytest.raises(ValueError, match="seed must be an int"):
+    with pytest.raises(TypeError, match=r"seed must be an int, got 0\.5 \(float\)"):  # a TypeError, not ValueError
         ov.project(x, method="pca", seed=0.5)
     with pytest.raises(ValueError, match="n_neighbors must be"):
         ov.project(x, method="umap", n_neighbors=1)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -155,6 +156,78 @@ def test_check_int_accepts_numpy_ints_and_is_what_retrieve_uses():
     assert check_int("n", np.int32(3), low=1) == 3 and type(check_int("n", np.int64(3))) is int
     with pytest.raises(TypeError, match="top_n must be a positive int, got True"):
         ov.retrieve(np.eye(3, dtype=np.float32), [0, 0, 1], top_n=True)
+
+
+def _int_args():
+    import pandas as pd
+
+    from oml_viz.analysis.paired import paired_bootstrap
+    from oml_viz.data.demo import make_demo_dataset
+    from oml_viz.render import plot_pairs
+    from oml_viz.render.confusions import confusion_matrix_of
+    from oml_viz.run_args import check_input_size
+
+    conf = pd.DataFrame({"query_label": [0], "retrieved_label": [1], "count": [1]})
+    return {
+        "top": lambda v: confusion_matrix_of(conf, top=v),
+        "n_boot": lambda v: paired_bootstrap(np.zeros((3, 1)), [np.arange(3)], n_boot=v),
+        "input_size[0] (height)": lambda v: check_input_size((v, 8)),
+        "n_leaks": lambda v: make_demo_dataset("unused", n_classes=2, images_per_class=2, size=16, n_leaks=v),
+        "n": lambda v: plot_pairs(pd.DataFrame(columns=["id_a", "id_b", "distance"]), [], n=v),
+    }
+
+
+@pytest.mark.parametrize("name", ["top", "n_boot", "input_size[0] (height)", "n_leaks", "n"])
+def test_converted_int_arguments_raise_type_error_for_non_ints_and_value_error_out_of_range(name):
+    call = _int_args()[name]
+    with pytest.raises(TypeError, match=rf"{re.escape(name)} must be .*int.*, got 2\.5 \(float\)"):
+        call(2.5)
+    with pytest.raises(ValueError, match=rf"{re.escape(name)} must be .*int.*, got -1"):
+        call(-1)
+
+
+def _hand_written_int_checks(source: str) -> list[int]:
+    """Lines of ``if ... not isinstance(x, <int types only>) ...: raise``: the int check done by hand.
+
+    Only negated isinstance calls whose types are all int-like (int, np.integer, bool) count, so a
+    dispatch (``if isinstance(head, int): ...``) or a number / device check (int with float, str,
+    torch.device) is not one."""
+    def int_only(types: ast.expr) -> bool:
+        names = [e.id if isinstance(e, ast.Name) else e.attr if isinstance(e, ast.Attribute) else None
+                 for e in (types.elts if isinstance(types, ast.Tuple) else [types])]
+        return set(names) <= {"int", "integer", "bool", "bool_"} and bool({"int", "integer"} & set(names))
+
+    def negated_int_isinstance(test: ast.expr) -> bool:
+        return any(isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not) and isinstance(n.operand, ast.Call)
+                   and isinstance(n.operand.func, ast.Name) and n.operand.func.id == "isinstance"
+                   and len(n.operand.args) == 2 and int_only(n.operand.args[1]) for n in ast.walk(test))
+
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.If) and negated_int_isinstance(node.test)
+            and any(isinstance(s, ast.Raise) for b in node.body for s in ast.walk(b))]
+
+
+def test_the_int_check_scan_finds_hand_written_checks_and_nothing_else():
+    hand = ("def f(n, top):\n"
+            "    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:\n"
+            "        raise ValueError('n must be a positive int')\n"
+            "    if not isinstance(top, int):\n"
+            "        raise TypeError('top')\n")
+    legit = ("def g(head, v, device):\n"
+             "    if isinstance(head, (int, np.integer)) and not isinstance(head, bool):\n"
+             "        raise ValueError('head out of range')\n"
+             "    if not isinstance(v, (int, float, np.integer, np.floating)):\n"
+             "        raise ValueError('v must be a number')\n"
+             "    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int)):\n"
+             "        raise TypeError('device')\n")
+    assert _hand_written_int_checks(hand) == [2, 4] and _hand_written_int_checks(legit) == []
+
+
+def test_no_hand_written_int_check_outside_checks_py():
+    """Every int argument goes through oml_viz.checks.check_int (one wording, TypeError vs ValueError)."""
+    found = [f"{p.relative_to(PACKAGE)}:{line}" for p in sorted(PACKAGE.rglob("*.py"))
+             if p.relative_to(PACKAGE).as_posix() != "checks.py" for line in _hand_written_int_checks(p.read_text())]
+    assert found == []
 
 
 # --- OVERALL -----------------------------------------------------------------------------------------------

@@ -83,7 +83,7 @@ def test_compare_panel_bad_arguments(data):
     cmp = ov.compare(old, new)
     with pytest.raises(ValueError, match="metric: 'map/3' is not one of"):
         ComparePanel(cmp, df, metric="map/3", background=False)
-    with pytest.raises(ValueError, match="n_queries must be an int >= 1"):
+    with pytest.raises(ValueError, match="n_queries must be a positive int, got 0"):
         ComparePanel(cmp, df, n_queries=0, background=False)
     with pytest.raises(ValueError, match="n_boot must be an int >= 100"):
         ComparePanel(cmp, df, n_boot=10, background=False)

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from oml_viz.checks import check_int
 from oml_viz.engine import OVERALL, RetrievalResult
 from oml_viz.engine.metrics import parse_metric
 
@@ -146,8 +147,8 @@ class Comparison:
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {list(KINDS)}; got {kind!r}")
-        if n is not None and (isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0):
-            raise ValueError(f"n must be an int >= 0 or None; got {n!r}")
+        if n is not None:
+            n = check_int("n", n, low=0, hint=" (or None for all)")
         delta = self.per_query(metric)
         keep = self._category_mask(category, categories) & ~np.isnan(delta)
         size = {"regressed": -delta, "improved": delta, "changed": np.abs(delta)}[kind]
@@ -194,9 +195,7 @@ class Comparison:
         for name, value, low in (("n_boot", n_boot, 100), ("n_perm", n_perm, 100)):
             if value is None:
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an int >= {low} (resamples for a stable 95% interval); "
-                                 f"got {value!r}")
+            check_int(name, value, low=low, hint=" (resamples for a stable 95% interval)")
         if not 0 < level < 1:
             raise ValueError(f"level must lie in (0, 1); got {level!r}")
         cats = self._item_categories(categories)

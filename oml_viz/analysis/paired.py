@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
+from oml_viz.checks import check_int
+
 __all__ = ["paired_bootstrap", "sign_flip_pvalue"]
 
 _BLOCK = 1 << 22  # random draws per block: bounded memory (32 MB of indices), cache-friendly gathers
@@ -40,8 +42,7 @@ def _check(diffs: np.ndarray, n: int, name: str) -> np.ndarray:
         d = d[:, None]
     if d.ndim != 2:
         raise ValueError(f"diffs must be (Q, M); got shape {d.shape}")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name} must be a positive int; got {n!r}")
+    check_int(name, n, low=1)
     return d
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from oml_viz.checks import check_int
 from oml_viz.data.atomic import atomic_path
 from oml_viz.engine.validation import as_embeddings, check_choice, check_positive_int, resolve_device
 
@@ -127,8 +128,7 @@ def project(
     """
     method = check_choice("method", method, METHODS)
     distance = check_choice("distance", distance, ("euclidean", "cosine"))
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(f"seed must be an int; got {seed!r}")
+    seed = check_int("seed", seed)
     x = as_embeddings(embeddings)
     n = x.shape[0]
     if distance == "cosine":

@@ -36,6 +36,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
+from oml_viz.checks import check_int
+
 from .written import finish, reuse
 
 SHAPES = ("circle", "triangle", "square", "pentagon", "hexagon", "star", "cross", "diamond")
@@ -248,8 +250,7 @@ def make_demo_dataset(
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     if not 0 <= wrong_label_share <= 0.5:
         raise ValueError(f"wrong_label_share must be in [0, 0.5], got {wrong_label_share}")
-    if isinstance(n_leaks, bool) or not isinstance(n_leaks, (int, np.integer)) or n_leaks < 0:
-        raise ValueError(f"n_leaks must be an int >= 0, got {n_leaks!r}")
+    n_leaks = check_int("n_leaks", n_leaks, low=0)
     root = Path(root).expanduser()
     params = {"n_classes": n_classes, "images_per_class": images_per_class, "size": size, "seed": seed,
               "with_bboxes": with_bboxes, "wrong_label_share": float(wrong_label_share), "n_leaks": int(n_leaks),

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from oml_viz.checks import check_int
+
 from . import confusions as C
 from . import metrics as M
 from .fnmr import fnmr_at_fmr
@@ -97,10 +99,7 @@ class RetrievalResult:
         Queries without ground truth are never among them. ``category`` keeps the queries of one
         category (``categories`` per item, else those given to ``retrieve``).
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
-            raise TypeError(f"n must be an int, got {type(n).__name__} {n!r}")
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
+        n = check_int("n", n, low=0)
         values = self.per_query(metric)
         keep = ~np.isnan(values)
         if category is not None:
@@ -158,11 +157,7 @@ class RetrievalResult:
                 raise TypeError(f"{name} must be a sequence, e.g. {name}=(1, 5); got {type(ks).__name__} {ks!r}")
         for name, ks in (("cmc_top_k", cmc_top_k), ("precision_top_k", precision_top_k), ("map_top_k", map_top_k)):
             for k in ks:
-                if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-                    raise TypeError(f"{name} must hold positive ints; got {k!r}")
-                if k < 1:
-                    raise ValueError(f"{name} must hold positive ints; got {k!r}")
-                self._check_k(f"{name}={tuple(ks)}", int(k))
+                self._check_k(f"{name}={tuple(ks)}", check_int(f"every {name} value", k, low=1))
         for name, vals, upper_ok in (("fmr_vals", fmr_vals, False), ("pcf_variance", pcf_variance, True)):
             for v in vals:
                 if not isinstance(v, (int, float, np.floating, np.integer)) or not (0 < v < 1 or (upper_ok and v == 1)):

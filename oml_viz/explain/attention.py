@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from oml_viz.checks import check_int
 from oml_viz.explain.inputs import is_vit, prepare_image, resize_map, unwrap_model
 from oml_viz.explain.overlay import overlay_heatmap
 from oml_viz.explain.state import preserved_state
@@ -146,9 +147,9 @@ def _attention_map(model: nn.Module, image: Any, block: int, head: Head, rollout
         raise ValueError(f"model: {type(net).__name__} is not a timm vision transformer "
                          "(no patch_embed / blocks); use gradcam_map for CNNs")
     n_blocks = len(attention_modules(net))
-    if not isinstance(block, (int, np.integer)) or not -n_blocks <= int(block) < n_blocks:
-        raise ValueError(f"block={block!r} is out of range for a model with {n_blocks} attention blocks")
-    last = int(block) % n_blocks
+    block = check_int("block", block, low=-n_blocks, high=n_blocks - 1,
+                      hint=f" (the model has {n_blocks} attention blocks; negative counts from the last)")
+    last = block % n_blocks
     n_heads = getattr(attention_modules(net)[last], "num_heads", None)
     if n_heads is not None:  # fail before the forward pass, naming the argument
         _reduce_heads(torch.zeros(1, n_heads, 1, 1), head)

@@ -48,7 +48,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from oml_viz.errors import InputFileNotFoundError
+from oml_viz.checks import check_int
+from oml_viz.errors import InputError, InputFileNotFoundError
 from oml_viz.pipelines.schema import ConfigError
 
 __all__ = ["OML_ZOO_WEIGHTS", "is_oml_config", "oml_arch_to_timm", "translate_oml_config"]
@@ -272,8 +273,10 @@ class _Translator:
         size = block["args"].get("im_size")
         if size is None:
             return None
-        if isinstance(size, bool) or not isinstance(size, int) or size < 8:
-            self.problems.append(f"transforms_val.args.im_size: expected an int >= 8, got {size!r}")
+        try:
+            size = check_int("transforms_val.args.im_size", size, low=8)
+        except InputError as e:
+            self.problems.append(str(e))
             return None
         self.notes.append(f"transforms_val {block['name']!r}: the model's own timm preprocessing "
                           f"(its mean/std) at {size} px")

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from oml_viz.checks import check_int
 from oml_viz.data.cache import ThumbnailCache
 from oml_viz.data.sources import BBoxMode, ImageSource
 
@@ -93,10 +94,7 @@ class ComparedQueriesDisplay(QueriesDisplay):
         change first (``category``: one category's queries; categories from the comparison,
         ``categories=`` or the dataframe's ``category`` column)."""
         for name, v, low in (("n_instances", n_instances, 1), ("n_queries", n_queries, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-            if v < low:
-                raise ValueError(f"{name} must be >= {low}, got {v!r}")
+            check_int(name, v, low=low)
         res_a, res_b = cmp.a, cmp.b
         source = images if isinstance(images, ImageSource) else ImageSource(images, dataset_root, cache=cache)
         if len(source) != res_a.n_items:

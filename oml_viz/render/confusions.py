@@ -20,6 +20,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from oml_viz.checks import check_int
+
 __all__ = ["confusion_matrix_of", "plot_confusions"]
 
 VALUES = ("count", "share", "queries")
@@ -30,8 +32,7 @@ def confusion_matrix_of(conf: pd.DataFrame, top: int = 20, value: str = "count")
     first) x retrieved labels (columns), ``value`` in the cells of those pairs, NaN elsewhere."""
     if value not in VALUES:
         raise ValueError(f"value must be one of {list(VALUES)}; got {value!r}")
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise ValueError(f"top must be a positive int; got {top!r}")
+    top = check_int("top", top, low=1)
     head = conf.head(int(top))
     rows = list(dict.fromkeys(head["query_label"].tolist()))
     cols = list(dict.fromkeys(head["retrieved_label"].tolist()))

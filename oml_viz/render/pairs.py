@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from oml_viz.checks import check_int
 from oml_viz.data.sources import ImageSource
 
 from .tiles import framed_tile, inner_side, placeholder_tile
@@ -79,8 +80,7 @@ def plot_pairs(
     missing = [c for c in _NEEDED if c not in pairs.columns]
     if missing:
         raise ValueError(f"pairs lacks the columns {missing} (needs {list(_NEEDED)})")
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
+    n = check_int("n", n, low=1)
     source = ImageSource(images, dataset_root)
     n_items = len(source)
     shown = pairs.head(int(n))

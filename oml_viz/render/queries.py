@@ -39,6 +39,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from oml_viz.checks import check_int
 from oml_viz.compat.matplotlib import PixelImage as _PixelImage
 from oml_viz.data.cache import ThumbnailCache
 from oml_viz.data.sources import BBOX_MODES, BBoxMode, ImageSource
@@ -245,10 +246,7 @@ class QueriesDisplay:
                 the name of a dataframe column holding each item's name, or N names (one per item).
         """
         for name, v, low in (("n_instances", n_instances, 0), ("n_gt", n_gt, 0), ("n_queries", n_queries, 1)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
-                raise TypeError(f"{name} must be an int, got {type(v).__name__} {v!r}")
-            if v < low:
-                raise ValueError(f"{name} must be >= {low}, got {v!r}" + (" (a figure needs a query)" if low else ""))
+            check_int(name, v, low=low, hint=" (a figure needs a query)" if low else "")
         if show_labels is not None and not isinstance(show_labels, bool):
             raise TypeError(f"show_labels must be True, False or None, got {show_labels!r}")
         source = images if isinstance(images, ImageSource) else ImageSource(images, dataset_root, cache=cache)

@@ -29,6 +29,7 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
+from oml_viz.checks import check_int
 from oml_viz.engine.result import OVERALL
 from oml_viz.render import ComparedQueriesDisplay
 
@@ -107,8 +108,7 @@ class ComparePanel(PagedQueries, Panel):
         super().__init__(background=background)
         top_n = min(int(cmp.a.top_n), int(cmp.b.top_n))
         for name, v in (("n_queries", n_queries), ("n_instances", n_instances)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            check_int(name, v, low=1)
         k = min(5, top_n)
         metrics = list(metrics) if metrics is not None else ["cmc/1", f"precision/{k}", f"map/{k}"]
         metric = metric if metric is not None else metrics[-1]

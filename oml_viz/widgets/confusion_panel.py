@@ -29,6 +29,7 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
+from oml_viz.checks import check_int
 from oml_viz.render import QueriesDisplay, plot_confusions
 
 from .base import Panel, valid_ks
@@ -60,11 +61,9 @@ class ConfusionPanel(PagedQueries, Panel):
         super().__init__(background=background)
         top_n = int(res.retrieved_ids.shape[1])
         k = min(5, top_n) if k is None else k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= res.top_n:
-            raise ValueError(f"k must be an int in 1..{res.top_n} (the result's top_n); got {k!r}")
+        k = check_int("k", k, low=1, high=int(res.top_n), hint=" (the result's top_n is the most)")
         for name, v in (("top", top), ("n_queries", n_queries), ("n_instances", n_instances)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+            check_int(name, v, low=1)
         self.res = res
         self.items = Items(images, dataset_root, labels=res.labels)
         self.top, self.n_queries, self.tile_size = int(top), int(n_queries), int(tile_size)

@@ -35,6 +35,8 @@ import ipywidgets as w
 import numpy as np
 import pandas as pd
 
+from oml_viz.checks import check_int
+
 from .base import Panel
 from .items import Items
 from .png import captioned_strip, figure_to_png, rgb_to_png
@@ -80,8 +82,7 @@ class DataIssuesPanel(Panel):
         from oml_viz.engine import retrieve
 
         for name, v in (("n_per_page", n_per_page), ("n_neighbors", n_neighbors), ("tile_size", tile_size)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            check_int(name, v, low=1)
         df = images if isinstance(images, pd.DataFrame) else None
         # a leave-one-out result with k columns, over its own labels and sequences, is the search
         # the label issues need: reused, and the duplicates start from it too (no second search)

@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from oml_viz.checks import check_int
+
 from .base import Panel, item_categories
 from .items import Items
 from .png import captioned_strip, figure_to_png, rgb_to_png
@@ -98,8 +100,7 @@ class EmbeddingMapPanel(Panel):
         if len(self.items) != len(xy):
             raise ValueError(f"images holds {len(self.items)} items but the map has {len(xy)} points")
         for name, v in (("grid_size", grid_size), ("tile_size", tile_size), ("height", height)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+            check_int(name, v, low=1)
         self.grid_size, self.tile_size = int(grid_size), int(tile_size)
         n = len(xy)
         if self.res is not None:
