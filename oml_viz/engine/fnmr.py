@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from .candidates import Bound
+from .candidates import Bound, _bookkeeping_threads
 from .gemm import fastest_fp32
 from .search import Exclusions, exact_distances, gallery_matrix, query_matrix
 
@@ -389,10 +389,11 @@ def _exact(
 ) -> np.ndarray:
     """Exact float32 distances (as float64) of (query row, gallery position) pairs, in pieces."""
     out = []
-    for start in range(0, len(rows), _EXACT_PIECE):
-        q = vectors[torch.as_tensor(query_ids[rows[start : start + _EXACT_PIECE]])].to(device)
-        g = gallery[torch.as_tensor(cols[start : start + _EXACT_PIECE], device=device)]
-        out.append(exact_distances(q, g.unsqueeze(1), distance)[:, 0].double().cpu().numpy())
+    with _bookkeeping_threads(device):  # small steps: one thread (measured 10x faster on the loaded box)
+        for start in range(0, len(rows), _EXACT_PIECE):
+            q = vectors[torch.as_tensor(query_ids[rows[start : start + _EXACT_PIECE]])].to(device)
+            g = gallery[torch.as_tensor(cols[start : start + _EXACT_PIECE], device=device)]
+            out.append(exact_distances(q, g.unsqueeze(1), distance)[:, 0].double().cpu().numpy())
     return np.concatenate(out) if out else np.empty(0)
 
 
