@@ -87,6 +87,37 @@ def _distance_chunks(
         yield rows, dist, exclusions.pairs(query_seq[rows]), relevant
 
 
+def quantile_plans(neg_hist: np.ndarray, pos_hist: np.ndarray, fmr_vals: Sequence[float]
+                   ) -> tuple[list[tuple | None], np.ndarray]:
+    """Where the two order statistics of each (group, p) quantile lie, from per-group histograms.
+
+    ``neg_hist`` / ``pos_hist``: (groups, bins) counts of non-relevant / relevant pairs. Returns one
+    plan per (group, p), group-major: ``(g, h, r0, r1, b0, b1)`` (h = (n_neg - 1) p, ranks r0, r1
+    and their bins), or None when the group has no pair of a kind; and the (groups, bins) mask of
+    the bins whose pairs a second pass must collect.
+
+    Example:
+        >>> plans, wanted = quantile_plans(np.array([[2, 0, 2]]), np.array([[1, 0, 0]]), [0.5])
+        >>> plans, wanted.tolist()
+        ([(0, 1.5, 1, 2, 0, 2)], [[True, True, True]])
+    """
+    plans: list[tuple | None] = []
+    wanted = np.zeros(neg_hist.shape, dtype=bool)
+    for g in range(neg_hist.shape[0]):
+        n_neg, cum = int(neg_hist[g].sum()), np.cumsum(neg_hist[g])
+        for p in fmr_vals:
+            if n_neg == 0 or pos_hist[g].sum() == 0:
+                plans.append(None)
+                continue
+            h = (n_neg - 1) * float(p)
+            r0 = int(np.floor(h))
+            r1 = min(r0 + 1, n_neg - 1)
+            b0, b1 = (int(np.searchsorted(cum, r, side="right")) for r in (r0, r1))
+            wanted[g, b0 : b1 + 1] = True
+            plans.append((g, h, r0, r1, b0, b1))
+    return plans, wanted
+
+
 def _fnmr_two_pass(
     vectors: torch.Tensor,
     query_ids: np.ndarray,
@@ -126,20 +157,7 @@ def _fnmr_two_pass(
     neg_hist, pos_hist = hist[0], hist[1]
 
     # which bins hold the two order statistics of each (group, p)
-    plans = []
-    wanted = np.zeros((1 + n_groups, _TWO_PASS_BINS), dtype=bool)
-    for g in range(1 + n_groups):
-        n_neg, cum = int(neg_hist[g].sum()), np.cumsum(neg_hist[g])
-        for p in fmr_vals:
-            if n_neg == 0 or pos_hist[g].sum() == 0:
-                plans.append(None)
-                continue
-            h = (n_neg - 1) * float(p)
-            r0 = int(np.floor(h))
-            r1 = min(r0 + 1, n_neg - 1)
-            b0, b1 = (int(np.searchsorted(cum, r, side="right")) for r in (r0, r1))
-            wanted[g, b0 : b1 + 1] = True
-            plans.append((g, h, r0, r1, b0, b1))
+    plans, wanted = quantile_plans(neg_hist, pos_hist, fmr_vals)
 
     # pass 2: collect the distances inside the wanted bins: OVERALL's bins, and each query's
     # group's bins (one table lookup per pair, whatever the number of groups)

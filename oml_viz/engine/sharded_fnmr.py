@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import distributed as D
-from .fnmr import N_BINS
+from .fnmr import N_BINS, quantile_plans
 
 _BLOCK_ELEMENTS = 1 << 23  # (query, gallery) pairs per step and process, as the single-process passes
 from .search import Exclusions, gallery_matrix, query_matrix
@@ -103,20 +103,7 @@ def sharded_fnmr_at_fmr(
     hist = np.concatenate([hist.sum(axis=1, keepdims=True), hist], axis=1)
     neg_hist, pos_hist = hist[0], hist[1]
 
-    plans = []
-    wanted = np.zeros((1 + n_groups, N_BINS), dtype=bool)
-    for g in range(1 + n_groups):
-        n_neg, cum = int(neg_hist[g].sum()), np.cumsum(neg_hist[g])
-        for p in fmr_vals:
-            if n_neg == 0 or pos_hist[g].sum() == 0:
-                plans.append(None)
-                continue
-            h = (n_neg - 1) * float(p)
-            r0 = int(np.floor(h))
-            r1 = min(r0 + 1, n_neg - 1)
-            b0, b1 = (int(np.searchsorted(cum, r, side="right")) for r in (r0, r1))
-            wanted[g, b0 : b1 + 1] = True
-            plans.append((g, h, r0, r1, b0, b1))
+    plans, wanted = quantile_plans(neg_hist, pos_hist, fmr_vals)
 
     wanted_flat = torch.as_tensor(wanted.reshape(-1), device=device)
     collected: list[list[torch.Tensor]] = [[], []]
