@@ -94,3 +94,40 @@ def test_metrics_through_retrieve_agree_with_the_older_paths(monkeypatch):
     monkeypatch.setattr(fnmr, "_MAX_COLLECT", 0)  # the window path
     windows = res.metrics(fmr_vals=(0.001, 0.01, 0.1))
     np.testing.assert_array_equal(single.to_numpy(), windows.to_numpy())
+
+
+def _reference_qg(v, q_ids, g_ids, labels, seq, q_groups, n_groups, ps, distance):
+    """numpy.quantile reference for any query and gallery subsets (groups per query row)."""
+    q, g = v[q_ids], v[g_ids]
+    d = exact_distances(q, g.unsqueeze(0).expand(len(q), -1, -1), distance).double().numpy()
+    rel = labels[q_ids][:, None] == labels[g_ids][None, :]
+    excluded = seq[q_ids][:, None] == seq[g_ids][None, :]
+    out = []
+    for grp in [None, *range(n_groups)]:
+        m = np.ones(len(q_ids), bool) if grp is None else q_groups == grp
+        neg, pos = d[m][~rel[m] & ~excluded[m]], d[m][rel[m] & ~excluded[m]]
+        out.append([(pos >= np.quantile(neg, p)).mean() if len(pos) and len(neg) else np.nan for p in ps])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("block_bytes", [None, 20_000])
+@pytest.mark.parametrize("layout", ["leave-one-out", "overlapping subsets", "disjoint", "shuffled ids"])
+def test_single_pass_over_query_and_gallery_layouts(monkeypatch, layout, block_bytes):
+    """The leave-one-out pass scores each unordered pair once (blocks split at group boundaries); other
+    layouts score every pair; small blocks force many blocks and segments."""
+    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 150)
+    if block_bytes:
+        monkeypatch.setattr(fnmr, "_BLOCK_BYTES", block_bytes)
+    v, labels, seq, _ = _data(7, "euclidean", n=700)
+    rng = np.random.default_rng(8)
+    q_ids, g_ids = {
+        "leave-one-out": (np.arange(700), np.arange(700)),
+        "overlapping subsets": (np.arange(0, 500), np.arange(200, 700)),
+        "disjoint": (np.arange(0, 300), np.arange(300, 700)),
+        "shuffled ids": (rng.permutation(700),) * 2,
+    }[layout]
+    q_groups = rng.integers(0, 4, len(q_ids))
+    args = (v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean", CPU)
+    out = fnmr._fnmr_single_pass(*args)
+    assert out is not None
+    np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean"))
