@@ -367,21 +367,31 @@ class FilterSearch:
 
 
 @contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block, then restored."""
+    before = torch.get_num_threads()
+    if n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextmanager
 def _bookkeeping_threads(device: torch.device) -> Iterator[None]:
     """One torch thread for the many small steps after the product on CPU.
 
     They are short and memory-bound: on a shared machine, every parallel step waits for the other
     threads to be scheduled (measured 2-3x slower with 2 threads on a loaded 2-core box).
     """
-    if device.type != "cpu" or torch.get_num_threads() == 1:
+    if device.type != "cpu":
         yield
         return
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _subset(

@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from .candidates import Bound, _bookkeeping_threads
+from .candidates import Bound, _bookkeeping_threads, torch_threads
 from .gemm import fastest_fp32
 from .search import Exclusions, exact_distances, gallery_matrix, query_matrix
 
@@ -426,6 +426,29 @@ def _scan_regions(
     return starts, r.cpu().numpy(), c.cpu().numpy(), y[r, c].cpu().numpy()
 
 
+def _histogram(y: torch.Tensor, lo: float, hi: float, bins: int, cut: float = np.inf) -> np.ndarray:
+    """float64 counts of ``y``'s finite values in ``bins`` equal bins over ``[lo, hi]``; values at or above
+    ``cut`` are only counted, in the last bin (the bins are for locating quantiles below ``cut``).
+
+    Example:
+        >>> _histogram(torch.tensor([[0.1, 0.6, 0.9, float("inf")]]), 0.0, 1.0, 4, cut=0.8).tolist()
+        [1.0, 0.0, 1.0, 1.0]
+    """
+    if y.device.type != "cpu":
+        below = y[y < cut] if np.isfinite(cut) else y
+        out = torch.histc(below, bins=bins, min=lo, max=hi).double().cpu().numpy()
+        out[-1] += int(torch.count_nonzero(y < float("inf"))) - int(torch.count_nonzero(below < float("inf")))
+        return out
+    yn = y.numpy()
+    values = yn[yn < np.float32(cut)] if np.isfinite(cut) else yn[yn < np.inf]  # numpy: ~5x faster than histc
+    index = ((values - np.float32(lo)) * np.float32(bins / (hi - lo))).astype(np.int64)
+    np.clip(index, 0, bins - 1, out=index)
+    out = np.bincount(index, minlength=bins).astype(np.float64)
+    if np.isfinite(cut):
+        out[-1] += np.count_nonzero(yn < np.inf) - len(values)
+    return out
+
+
 def _row_counts_below(y: torch.Tensor, thresholds: Sequence[float]) -> np.ndarray:
     """(R, T) float64: per row of ``y``, how many values are below each (float32-rounded) threshold.
 
@@ -506,6 +529,26 @@ def _fnmr_single_pass(
     exactly among the kept pairs with ``|y~ - a_r| <= 2 W`` (checked: inside the bracket), all other
     pairs ranking provably below or above it.
     """
+    threads = torch.get_num_threads()
+    with _bookkeeping_threads(device):  # the steps around the product: one torch thread (see there)
+        return _single_pass(vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups,
+                            fmr_vals, distance, device, threads)
+
+
+def _single_pass(
+    vectors: torch.Tensor,
+    query_ids: np.ndarray,
+    gallery_ids: np.ndarray,
+    label_codes: np.ndarray,
+    seq_codes: np.ndarray,
+    query_groups: np.ndarray,
+    n_groups: int,
+    fmr_vals: Sequence[float],
+    distance: str,
+    device: torch.device,
+    threads: int,
+) -> np.ndarray | None:
+    """The body of :func:`_fnmr_single_pass`; the product runs on ``threads`` torch threads."""
     euclid = distance == "euclidean"
     n_q, n_g, dim = len(query_ids), len(gallery_ids), vectors.shape[1]
     if n_q == 0 or n_g == 0:
@@ -564,7 +607,9 @@ def _fnmr_single_pass(
         excluded pairs (disjoint); and the columns of those +inf pairs."""
         q = vectors[torch.as_tensor(query_ids[rows])].to(device)
         shift = shift_all[torch.as_tensor(rows)].float().to(device).unsqueeze(1)
-        y = backend.mm(backend.prepare(torch.cat([query_matrix(q), shift], dim=1)), rhs[first:])
+        lhs = backend.prepare(torch.cat([query_matrix(q), shift], dim=1))
+        with torch_threads(threads):
+            y = backend.mm(lhs, rhs[first:])
         r, c = _relevant_pairs(rows, query_ids, gallery_ids, label_codes, seq_codes)
         ex_r, ex_c = exclusions.pairs(query_seq[torch.as_tensor(rows, device=device)])
         r, c = np.concatenate([r, ex_r.cpu().numpy()]), np.concatenate([c, ex_c.cpu().numpy()])
@@ -596,12 +641,13 @@ def _fnmr_single_pass(
         rough.append(picked[:: max(1, min(_ROUGH_EVERY, len(picked) // 64))])
     below_est: list[list[np.ndarray]] = [[] for _ in range(1 + n_groups)]  # per row: counts below, n
 
-    def histogram(rows_per_group: list[np.ndarray], thresholds: np.ndarray | None) -> np.ndarray:
-        """(1 + G, bins) histogram of the rows' non-relevant y~; per-row counts below ``thresholds``."""
-        hist = torch.zeros(n_groups, _FINE_BINS, dtype=torch.float64)
+    def histogram(rows_per_group: list[np.ndarray], thresholds: np.ndarray | None, cut: float = np.inf) -> np.ndarray:
+        """(1 + G, bins) cumulated histogram of the rows' non-relevant y~ (those at or above ``cut`` in
+        the last bin); per-row counts below ``thresholds``."""
+        hist = np.zeros((n_groups, _FINE_BINS))
         for g, rows in enumerate(rows_per_group):
             for _, y, _ in pieces(rows):
-                hist[g] += torch.histc(y, bins=_FINE_BINS, min=lo, max=hi).double().cpu()
+                hist[g] += _histogram(y, lo, hi, _FINE_BINS, cut)
                 if thresholds is None:
                     continue
                 t_all = np.concatenate([thresholds[0], thresholds[g + 1]])
@@ -610,14 +656,19 @@ def _fnmr_single_pass(
                 k = len(fmr_vals)
                 below_est[0].append(np.concatenate([c[:, :k], n_row], 1))
                 below_est[g + 1].append(np.concatenate([c[:, k:], n_row], 1))
-        return np.cumsum(torch.cat([hist.sum(0, keepdim=True), hist]).numpy(), axis=1)
+        return np.cumsum(np.concatenate([hist.sum(0, keepdims=True), hist]), axis=1)
 
-    def quantiles(cum: np.ndarray) -> np.ndarray:
+    def quantiles(cum: np.ndarray, shares: Sequence[float]) -> np.ndarray:
         return np.array([[lo + (int(np.searchsorted(cum[g], p * (cum[g, -1] - 1), side="right")) + 0.5) * width
-                          for p in fmr_vals] for g in range(1 + n_groups)])
+                          for p in shares] for g in range(1 + n_groups)])
 
-    # a rough subsample gives thresholds; the whole sample the quantiles and each row's count below them
-    cum = histogram(sample, quantiles(histogram(rough, None)))  # cumulated sampled non-relevant y~
+    # a rough subsample gives thresholds, and a cut well above the largest quantile: the whole sample
+    # bins only the values below it (the brackets never reach above), and counts each row's values
+    # below the thresholds
+    rough_cum = histogram(rough, None)
+    cut_share = 1.5 * max(fmr_vals) + 0.02
+    cut = float(quantiles(rough_cum, [cut_share]).max()) + 2 * width if cut_share < 1 else np.inf
+    cum = histogram(sample, quantiles(rough_cum, fmr_vals), cut)  # cumulated sampled non-relevant y~
 
     def edge_at(g: int, rank: float) -> int:
         return int(np.searchsorted(cum[g], rank, side="right"))
