@@ -749,9 +749,10 @@ def _single_pass(
                     j = next(j for j, (a, b) in enumerate(regions) if a <= plans[i][2] and plans[i][3] <= b)
                     low = np.float32(plans[i][2])
                     below[i] += starts[j] + int(((y_in >= regions[j][0]) & (y_in < low)).sum())
-            kept.append((g, y_in, row_ids * n_g + col_pos))
-            if h is not None:  # the same pairs as (column's query, row's item)
-                kept.append((h, y_in, col_pos * n_g + row_ids))
+            flat = row_ids * n_g + col_pos
+            kept.append((g, y_in, flat))
+            if h is not None:  # the same pairs as (column's query, row's item): one distance, so one id
+                kept.append((h, y_in, flat))
         return True
 
     if symmetric:
@@ -778,57 +779,60 @@ def _single_pass(
                     return None
     n_neg[0] = n_neg[1:].sum()
 
-    # per (group, p): the order statistics' approximations, their windows, and the pairs to verify;
-    # kept pairs sorted by group: a group's pairs are one slice
-    groups_of_kept = np.concatenate([np.full(len(yk), gk) for gk, yk, _ in kept]) if kept else np.empty(0, np.int64)
-    order = np.argsort(groups_of_kept, kind="stable")
-    y_all = np.concatenate([yk for _, yk, _ in kept])[order] if kept else np.empty(0, np.float32)
-    f_all = np.concatenate([fk for _, _, fk in kept])[order] if kept else np.empty(0, np.int64)
-    bounds = np.concatenate([[0], np.cumsum(np.bincount(groups_of_kept, minlength=n_groups))])
-    del kept, order, groups_of_kept
+    # per (group, p): the order statistics' approximations, their window, and the pairs to verify;
+    # kept pairs in group order (a stable sort of the pieces): a group's pairs are one slice
+    kept.sort(key=lambda piece: piece[0])
+    y_all = np.concatenate([yk for _, yk, _ in kept]) if kept else np.empty(0, np.float32)
+    f_all = np.concatenate([fk for _, _, fk in kept]) if kept else np.empty(0, np.int64)
+    per_group = np.zeros(n_groups, dtype=np.int64)
+    for gk, yk, _ in kept:
+        per_group[gk] += len(yk)
+    bounds = np.concatenate([[0], np.cumsum(per_group)])
+    del kept
     need = []
     wanted = np.zeros(len(y_all), dtype=bool)  # positions whose exact distance a window needs
     for i, plan in enumerate(plans):
         if plan is None:
             continue
         g, p, low, high = plan
+        if n_neg[g] == 0:
+            return None
         first, last = (0, len(y_all)) if g == 0 else (bounds[g - 1], bounds[g])
         part = y_all[first:last]
         pos_in = np.flatnonzero((part >= np.float32(low)) & (part < np.float32(high))) + first
         y_in = y_all[pos_in].astype(np.float64)
         h = (int(n_neg[g]) - 1) * p
-        if n_neg[g] == 0:
-            return None
         r0 = int(np.floor(h))
         r1 = min(r0 + 1, int(n_neg[g]) - 1)
+        k0, k1 = r0 - int(below[i]), r1 - int(below[i])
+        if not (0 <= k0 and k1 < len(y_in)):
+            return None
+        ordered = np.partition(y_in, [k0, k1])
+        a0, a1 = float(ordered[k0]), float(ordered[k1])
         w_i = err(high)
-        stats = []
-        for r in (r0, r1):
-            k = r - int(below[i])
-            if not 0 <= k < len(y_in):
-                return None
-            a = float(np.partition(y_in, k)[k])
-            if a - 2 * w_i < low or a + 2 * w_i >= high:
-                return None
-            window = pos_in[np.abs(y_in - a) <= 2 * w_i]
-            wanted[window] = True
-            stats.append((r - int(below[i]) - int((y_in < a - 2 * w_i).sum()), a, window))
-        need.append((i, h, r0, w_i, stats))
+        # the r-th smallest exact y is within W of a_r: pairs below a0 - 2W rank below both order
+        # statistics, pairs above a1 + 2W above both; one window holds both
+        if a0 - 2 * w_i < low or a1 + 2 * w_i >= high:
+            return None
+        inside = (y_in >= a0 - 2 * w_i) & (y_in <= a1 + 2 * w_i)
+        window = pos_in[inside]
+        wanted[window] = True
+        skipped = int(below[i]) + int((y_in < a0 - 2 * w_i).sum())
+        need.append((i, h, r0, w_i, [(r0 - skipped, a0), (r1 - skipped, a1)], window))
 
     positions = np.flatnonzero(wanted)
-    flats = f_all[positions]
-    exact = _exact(vectors, query_ids, gallery, flats // n_g, flats % n_g, distance, device)
+    flats, inverse = np.unique(f_all[positions], return_inverse=True)  # leave-one-out: each pair twice
+    exact = _exact(vectors, query_ids, gallery, flats // n_g, flats % n_g, distance, device)[inverse]
     out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
-    for i, h, r0, w_i, stats in need:
+    for i, h, r0, w_i, stats, window in need:
         g = plans[i][0]
+        values = np.sort(exact[np.searchsorted(positions, window)])
         xs = []
-        for k, a, f in stats:
-            values = np.sort(exact[np.searchsorted(positions, f)])
+        for k, a in stats:
             if not 0 <= k < len(values):
                 return None
             x = float(values[k])
-            y_x = x * x if euclid else x
-            if abs(y_x - a) > w_i:
+            if abs((x * x if euclid else x) - a) > w_i:
                 return None
             xs.append(x)
         x0, x1 = xs
