@@ -285,3 +285,20 @@ def test_fnmr_falls_back_to_the_histogram_algorithm(monkeypatch):
     monkeypatch.setattr(fnmr, "_MAX_RELEVANT", 0)
     slow = res.metrics(fmr_vals=(0.05, 0.3))
     np.testing.assert_array_equal(fast.to_numpy(), slow.to_numpy())
+
+
+@pytest.mark.parametrize("sizes, expected_mb", [(["48K", "2048K", "32768K"], 24), (["256M"], 48), (["1024K"], 8), ([], 24)])
+def test_filter_block_follows_the_largest_cache(tmp_path, monkeypatch, sizes, expected_mb):
+    from oml_viz.engine import search
+
+    paths = []
+    for i, size in enumerate(sizes):
+        (tmp_path / f"index{i}").mkdir()
+        (tmp_path / f"index{i}" / "size").write_text(size + "\n")
+        paths.append(str(tmp_path / f"index{i}" / "size"))
+    monkeypatch.setattr(search.glob, "glob", lambda pattern: paths)
+    search.filter_block_bytes.cache_clear()
+    try:
+        assert search.filter_block_bytes() == expected_mb * 2**20
+    finally:
+        search.filter_block_bytes.cache_clear()

@@ -11,6 +11,8 @@ the vectors (no cancellation error) and re-sorted by (distance, item id).
 """
 from __future__ import annotations
 
+import functools
+import glob
 import os
 from dataclasses import dataclass
 
@@ -26,7 +28,6 @@ _PAD_SCORE = 1e38  # padding columns: finite so that 0 * pad never makes NaN in 
 _INVALID = 1e37  # any score above this is padding or an excluded pair
 _CPU_BLOCK_BYTES = 192 * 2**20
 _PROGRESS_MIN_PAIRS = 2e8
-_FILTER_BLOCK_BYTES = 48 * 2**20  # the filter's score block (bf16 halves it per row)
 _MEASURE_MIN_PAIRS = 5e7  # below this the backend measurement would cost more than it saves
 
 
@@ -100,6 +101,26 @@ def exact_distances(queries: torch.Tensor, gallery: torch.Tensor, distance: str)
     if distance == "euclidean":
         return (queries.unsqueeze(1) - gallery).norm(dim=2)
     return (1 - (queries.unsqueeze(1) * gallery).sum(2)).clamp_(min=0)
+
+
+@functools.lru_cache(maxsize=1)
+def filter_block_bytes() -> int:
+    """Bytes of the filter's score block on CPU: 3/4 of the largest CPU cache, within 8-48 MB.
+
+    The block is the product's output. Measured on a 2-core AMD EPYC (32 MB L3): torch's bf16 GEMM runs
+    at ~400 GFLOP/s while its output fits the L3 and ~310 beyond (50k: retrieval 7.3 s with 24 MB
+    blocks against 8.5 s with 48 MB); numpy's float32 GEMM did not care. Unknown cache: 24 MB.
+    """
+    sizes = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(path) as f:
+                text = f.read().strip().upper()
+            sizes.append(int(text.rstrip("KMG")) * {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1))
+        except (OSError, ValueError):
+            continue
+    cache = max(sizes, default=32 * 2**20)
+    return int(min(max(cache * 3 // 4, 8 * 2**20), 48 * 2**20))
 
 
 def auto_batch_size(n_gallery: int, device: torch.device) -> int:
@@ -218,7 +239,7 @@ def _search_filter(
         chunk = auto_batch_size(n_gallery, device)
     else:
         per_row = finder.padded * torch.finfo(finder.backend.dtype).bits // 8
-        chunk = int(max(1, min(_FILTER_BLOCK_BYTES // per_row, 65536)))
+        chunk = int(max(1, min(filter_block_bytes() // per_row, 65536)))
     query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
     out_ids = np.empty((n_query, k), dtype=np.int64)
     out_dist = np.empty((n_query, k), dtype=np.float32)
