@@ -230,13 +230,20 @@ def fnmr_at_fmr(
     return _fnmr_two_pass(*args) if out is None else out
 
 
-def _relevant_pairs(
-    rows: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray, label_codes: np.ndarray, seq_codes: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """(row index into ``rows``, gallery position) of the relevant, non-excluded pairs of ``rows``."""
+def _label_index(gallery_ids: np.ndarray, label_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gallery positions sorted by label, and where each label code starts in that order."""
     g_labels = label_codes[gallery_ids]
     order = np.argsort(g_labels, kind="stable")
-    starts = np.searchsorted(g_labels[order], np.arange(int(label_codes.max()) + 2))
+    return order, np.searchsorted(g_labels[order], np.arange(int(label_codes.max()) + 2))
+
+
+def _relevant_pairs(
+    rows: np.ndarray, query_ids: np.ndarray, gallery_ids: np.ndarray, label_codes: np.ndarray, seq_codes: np.ndarray,
+    index: tuple[np.ndarray, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row index into ``rows``, gallery position) of the relevant, non-excluded pairs of ``rows``
+    (``index``: :func:`_label_index`, when the caller asks for many chunks)."""
+    order, starts = index if index is not None else _label_index(gallery_ids, label_codes)
     q_labels = label_codes[query_ids[rows]]
     begin, counts = starts[q_labels], starts[q_labels + 1] - starts[q_labels]
     local = np.repeat(np.arange(len(rows)), counts)
@@ -562,7 +569,8 @@ def _single_pass(
     query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
 
     # relevant pairs: exact distances, straight from the label groups
-    rel_rows, rel_cols = _relevant_pairs(np.arange(n_q), query_ids, gallery_ids, label_codes, seq_codes)
+    label_index = _label_index(gallery_ids, label_codes)
+    rel_rows, rel_cols = _relevant_pairs(np.arange(n_q), query_ids, gallery_ids, label_codes, seq_codes, label_index)
     rel_dist = _exact(vectors, query_ids, gallery, rel_rows, rel_cols, distance, device)
     rel_group = query_groups[rel_rows]
 
@@ -610,7 +618,7 @@ def _single_pass(
         lhs = backend.prepare(torch.cat([query_matrix(q), shift], dim=1))
         with torch_threads(threads):
             y = backend.mm(lhs, rhs[first:])
-        r, c = _relevant_pairs(rows, query_ids, gallery_ids, label_codes, seq_codes)
+        r, c = _relevant_pairs(rows, query_ids, gallery_ids, label_codes, seq_codes, label_index)
         ex_r, ex_c = exclusions.pairs(query_seq[torch.as_tensor(rows, device=device)])
         r, c = np.concatenate([r, ex_r.cpu().numpy()]), np.concatenate([c, ex_c.cpu().numpy()])
         if col_of is not None:
