@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from . import block_scans
 from .candidates import Bound, _bookkeeping_threads, torch_threads
 from .gemm import fastest_fp32
 from .search import Exclusions, exact_distances, gallery_matrix, query_matrix
@@ -393,89 +394,6 @@ def _fnmr_windows(
     return out
 
 
-def _scan_regions(
-    y: torch.Tensor, regions: list[tuple[np.float32, np.float32]]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per region ``[a, b)`` (sorted, disjoint) the count of ``y`` below ``a``; and the row, column and
-    value of every ``y`` inside a region.
-
-    The threshold masks ``y < e`` of the sorted edges XOR to the union of the regions: one compare, one
-    count and one XOR per edge (numpy's on CPU: about 3x faster than torch's masks, measured).
-
-    Example:
-        >>> y = torch.tensor([[0.5, 2.0, 3.5], [1.0, 5.0, float("inf")]])
-        >>> starts, r, c, v = _scan_regions(y, [(np.float32(1), np.float32(2.5)), (np.float32(4), np.float32("inf"))])
-        >>> starts.tolist(), r.tolist(), c.tolist(), v.tolist()
-        ([1, 4], [0, 1, 1], [1, 0, 1], [2.0, 1.0, 5.0])
-    """
-    starts = np.zeros(len(regions), dtype=np.int64)
-    if y.device.type == "cpu":
-        yn = y.numpy()
-        buf, acc = np.empty(yn.shape, dtype=bool), np.zeros(yn.shape, dtype=bool)
-        for j, (a, b) in enumerate(regions):
-            if np.isfinite(a):
-                np.less(yn, a, out=buf)
-                starts[j] = np.count_nonzero(buf)
-                np.bitwise_xor(acc, buf, out=acc)
-            np.less(yn, b, out=buf)
-            np.bitwise_xor(acc, buf, out=acc)
-        flat = np.flatnonzero(acc)
-        r, c = np.divmod(flat, yn.shape[1])
-        return starts, r, c, yn[r, c]
-    acc = torch.zeros(y.shape, dtype=torch.bool, device=y.device)
-    for j, (a, b) in enumerate(regions):
-        if np.isfinite(a):
-            below = y < float(a)
-            starts[j] = int(torch.count_nonzero(below))
-            acc ^= below
-        acc ^= y < float(b)
-    r, c = acc.nonzero().unbind(1)
-    return starts, r.cpu().numpy(), c.cpu().numpy(), y[r, c].cpu().numpy()
-
-
-def _histogram(y: torch.Tensor, lo: float, hi: float, bins: int, cut: float = np.inf) -> np.ndarray:
-    """float64 counts of ``y``'s finite values in ``bins`` equal bins over ``[lo, hi]``; values at or above
-    ``cut`` are only counted, in the last bin (the bins are for locating quantiles below ``cut``).
-
-    Example:
-        >>> _histogram(torch.tensor([[0.1, 0.6, 0.9, float("inf")]]), 0.0, 1.0, 4, cut=0.8).tolist()
-        [1.0, 0.0, 1.0, 1.0]
-    """
-    if y.device.type != "cpu":
-        below = y[y < cut] if np.isfinite(cut) else y
-        out = torch.histc(below, bins=bins, min=lo, max=hi).double().cpu().numpy()
-        out[-1] += int(torch.count_nonzero(y < float("inf"))) - int(torch.count_nonzero(below < float("inf")))
-        return out
-    yn = y.numpy()
-    values = yn[yn < np.float32(cut)] if np.isfinite(cut) else yn[yn < np.inf]  # numpy: ~5x faster than histc
-    index = ((values - np.float32(lo)) * np.float32(bins / (hi - lo))).astype(np.int64)
-    np.clip(index, 0, bins - 1, out=index)
-    out = np.bincount(index, minlength=bins).astype(np.float64)
-    if np.isfinite(cut):
-        out[-1] += np.count_nonzero(yn < np.inf) - len(values)
-    return out
-
-
-def _row_counts_below(y: torch.Tensor, thresholds: Sequence[float]) -> np.ndarray:
-    """(R, T) float64: per row of ``y``, how many values are below each (float32-rounded) threshold.
-
-    Example:
-        >>> _row_counts_below(torch.tensor([[1.0, 2.0, 3.0], [0.0, 5.0, 9.0]]), [2.5, np.inf]).tolist()
-        [[2.0, 3.0], [1.0, 3.0]]
-    """
-    out = np.empty((y.shape[0], len(thresholds)))
-    if y.device.type != "cpu":
-        for j, t in enumerate(thresholds):
-            out[:, j] = torch.count_nonzero(y < float(np.float32(t)), dim=1).double().cpu().numpy()
-        return out
-    yn = y.numpy()
-    buf = np.empty(yn.shape, dtype=bool)
-    for j, t in enumerate(thresholds):
-        np.less(yn, np.float32(t), out=buf)
-        out[:, j] = [np.count_nonzero(row) for row in buf]  # per row: 18x faster than torch's dim=1 (measured)
-    return out
-
-
 def _merge(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
     merged: list[list[float]] = []
     for a, b in sorted(intervals):
@@ -655,11 +573,11 @@ def _single_pass(
         hist = np.zeros((n_groups, _FINE_BINS))
         for g, rows in enumerate(rows_per_group):
             for _, y, _ in pieces(rows):
-                hist[g] += _histogram(y, lo, hi, _FINE_BINS, cut)
+                hist[g] += block_scans.histogram(y, lo, hi, _FINE_BINS, cut)
                 if thresholds is None:
                     continue
                 t_all = np.concatenate([thresholds[0], thresholds[g + 1]])
-                counts = _row_counts_below(y, [*t_all, np.inf])
+                counts = block_scans.row_counts_below(y, [*t_all, np.inf])
                 c, n_row = counts[:, :-1], counts[:, -1:]
                 k = len(fmr_vals)
                 below_est[0].append(np.concatenate([c[:, :k], n_row], 1))
@@ -721,7 +639,7 @@ def _single_pass(
         return None
 
     # the pass: per block segment, the brackets of its groups and OVERALL merged into disjoint regions;
-    # per region the pairs below its start are counted and those inside kept (:func:`_scan_regions`)
+    # per region the pairs below its start are counted and those inside kept (:func:`.block_scans.scan_regions`)
     n_plans = len(plans)
     below = np.zeros(n_plans, dtype=np.int64)
     n_neg = np.zeros(1 + n_groups, dtype=np.int64)
@@ -745,7 +663,7 @@ def _single_pass(
             if not mine:
                 continue
             regions = [(np.float32(a), np.float32(b)) for a, b in _merge([plans[i][2:] for i in mine])]
-            starts, r, c, y_in = _scan_regions(y[:, c0:c1], regions)
+            starts, r, c, y_in = block_scans.scan_regions(y[:, c0:c1], regions)
             n_kept += len(r) * len(views)
             if n_kept > 2 * _MAX_COLLECT:
                 return False
