@@ -236,6 +236,28 @@ class FilterSearch:
         c = (need * (1 + 2**-6)).to(torch.bfloat16)  # rounding to bf16 loses < 2^-8: still >= need
         return c.double()
 
+    def group_thresholds(
+        self, bound: Bound, minima32: torch.Tensor, q_norm: torch.Tensor, q_sq: torch.Tensor, shift: torch.Tensor
+    ) -> torch.Tensor:
+        """(rows, groups) float64: an item can be in a query's answer only if its score is at most its
+        group's threshold (``minima32``: each group's smallest score, float32; ``shift``: score minus
+        real score, per query)."""
+        k = self.k
+        # tau: the k smallest group minima are k distinct items; their bound at the largest norm
+        if self.n_groups >= k:
+            kth = torch.topk(minima32, k, dim=1, largest=False, sorted=False).values.amax(dim=1).double()
+            gm = torch.tensor(self.max_norm, dtype=torch.float64, device=kth.device)
+            tau = kth + bound.u_out * kth.abs() + bound.at(q_norm, gm, shift) - shift
+            tau = torch.where(kth < _INVALID, tau, torch.full_like(tau, float("inf")))
+        else:
+            tau = torch.full_like(q_norm, float("inf"))
+        limit = score_limit(tau, q_sq, q_norm * self.max_norm, self.dim, self.distance) + shift
+
+        # an item stays when s~ - B <= limit; B at its group's largest norm holds for each item
+        # (groups first, by their minimum; then the items of the groups kept)
+        gb = bound.at(q_norm.unsqueeze(1), self.group_norms.unsqueeze(0), shift.unsqueeze(1))
+        return bound.below(gb.add_(limit.unsqueeze(1))).clamp_(max=_INVALID)
+
     def _select(
         self,
         backend: Backend,
@@ -259,20 +281,7 @@ class FilterSearch:
             minima32 = grouped.amin(dim=2)
         minima = minima32.double()
 
-        # tau: the k smallest group minima are k distinct items; their bound at the largest norm
-        if self.n_groups >= k:
-            kth = torch.topk(minima32, k, dim=1, largest=False, sorted=False).values.amax(dim=1).double()
-            gm = torch.tensor(self.max_norm, dtype=torch.float64, device=kth.device)
-            tau = kth + bound.u_out * kth.abs() + bound.at(q_norm, gm, shift) - shift
-            tau = torch.where(kth < _INVALID, tau, torch.full_like(tau, float("inf")))
-        else:
-            tau = torch.full_like(q_norm, float("inf"))
-        limit = score_limit(tau, q_sq, q_norm * self.max_norm, self.dim, self.distance) + shift
-
-        # an item stays when s~ - B <= limit; B at its group's largest norm holds for each item
-        # (groups first, by their minimum; then the items of the groups kept)
-        gb = bound.at(q_norm.unsqueeze(1), self.group_norms.unsqueeze(0), shift.unsqueeze(1))
-        threshold = bound.below(gb.add_(limit.unsqueeze(1))).clamp_(max=_INVALID)
+        threshold = self.group_thresholds(bound, minima32, q_norm, q_sq, shift)
         keep_group = minima <= threshold
         heavy = keep_group.sum(1) * GROUP > 8 * MAX_CANDIDATES
         if bool(heavy.any()):

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .candidates import FilterSearch, ids_are_packable
+from .leave_one_out import leave_one_out_search
 from .gemm import choose_backend
 from .topk import GROUP, ordered_int, smallest_k
 
@@ -29,6 +30,7 @@ _INVALID = 1e37  # any score above this is padding or an excluded pair
 _CPU_BLOCK_BYTES = 192 * 2**20
 _PROGRESS_MIN_PAIRS = 2e8
 _MEASURE_MIN_PAIRS = 5e7  # below this the backend measurement would cost more than it saves
+_SYMMETRIC_MIN_PAIRS = 5e7  # below this the leave-one-out pass saves too little to matter
 
 
 @dataclass
@@ -175,16 +177,19 @@ def search(
     itself).
 
     ``method`` (default: env ``OML_VIZ_SEARCH``, else ``"filter"``): ``"filter"`` is the exact
-    filter-and-verify search of :mod:`.candidates` on the fastest measured backend; ``"fp32"`` the
+    filter-and-verify search of :mod:`.candidates` on the fastest measured backend, scoring each pair
+    once when the queries are the gallery (:mod:`.leave_one_out`); ``"filter-rows"`` the same search row
+    by row (the reference the leave-one-out pass is tested against); ``"fp32"`` the
     single float32 pass that ranks by the augmented score (kept as the reference the fast path is
     tested against; it can differ only where two distances agree to float32 rounding).
     """
     method = method or os.environ.get("OML_VIZ_SEARCH") or "filter"
-    if method not in ("filter", "fp32"):
-        raise ValueError(f"method must be 'filter' or 'fp32', got {method!r}")
-    if method == "filter" and ids_are_packable(gallery_ids):
+    if method not in ("filter", "filter-rows", "fp32"):
+        raise ValueError(f"method must be 'filter', 'filter-rows' or 'fp32', got {method!r}")
+    if method != "fp32" and ids_are_packable(gallery_ids):
         return _search_filter(vectors, query_ids, gallery_ids, seq_codes, k=k, distance=distance,
-                              device=device, batch_size=batch_size, progress=progress)
+                              device=device, batch_size=batch_size, progress=progress,
+                              symmetric=method == "filter")
     exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
     if progress is None:
         progress = len(query_ids) * len(gallery_ids) >= _PROGRESS_MIN_PAIRS
@@ -220,6 +225,7 @@ def _search_filter(
     device: torch.device,
     batch_size: int | None,
     progress: bool | None,
+    symmetric: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`search` by filter and verify (:class:`.candidates.FilterSearch`): the exact answer."""
     exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
@@ -233,6 +239,14 @@ def _search_filter(
     big = n_query * n_gallery >= _MEASURE_MIN_PAIRS
     backend = choose_backend(device, measure=big)
     finder = FilterSearch(gallery, torch.as_tensor(gallery_ids, device=device), distance, k, backend)
+    if symmetric and n_query * n_gallery >= _SYMMETRIC_MIN_PAIRS and np.array_equal(query_ids, gallery_ids):
+        if device.type == "cuda":
+            block = int(min(torch.cuda.mem_get_info(device)[0] // 4, 2**31))
+        else:
+            block = filter_block_bytes()
+        found = leave_one_out_search(finder, seq_codes[gallery_ids], block, progress)
+        if found is not None:
+            return found
     if batch_size:
         chunk = batch_size
     elif device.type == "cuda":

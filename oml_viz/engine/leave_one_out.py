@@ -1,0 +1,234 @@
+"""Exact leave-one-out top-k that scores each pair once (the same items are queries and gallery).
+
+Then d(i, j) = d(j, i), so the product of a block of rows with the columns from the block's first item
+on serves both the rows (their scores along each row) and the later columns (down each column).
+
+1. One product per block over the upper triangle keeps only the smallest score of every group of 128
+   items (:data:`.topk.GROUP`), for both views: a (N, groups) table of group minima.
+2. The table gives each query its group thresholds exactly as :class:`.candidates.FilterSearch` derives
+   them; only the groups that pass are scored again (about 20 of 391 per query at N = 50k), their items
+   filtered by the same thresholds and verified with the exact distances of :mod:`.candidates`. Rows
+   left with too many groups or candidates go through :class:`.candidates.FilterSearch` itself.
+
+So the answer is FilterSearch's (tested equal on near-ties, duplicates, sequences, both distances).
+
+**Symmetric scores.** The product's rows are ``[x, 1, c_x]`` against the gallery's ``[-2g, |g|^2, 1]``
+(cosine ``[-g, 0, 1]``) as in :mod:`.candidates`, with ``c_x`` the backend's rounding of ``|x|^2 + C``
+(cosine: of ``C``) for one constant ``C``. Its real value for the pair (i, j) is
+``T(i, j) + delta_i``, where ``T = d^2 + C`` (cosine ``C - cos``) is symmetric and ``delta_i`` the
+rounding of ``c_i``. The computed score is within ``B(i, j) + |delta_i|`` of ``T(i, j)`` (``B`` from
+:class:`.candidates.Bound`, whose roles are not symmetric), so :class:`SymmetricBound` bounds both
+roles: ``alpha |x||g| + beta max(|x|, |g|)^2 + gamma c_max + eps (1 + 3 max(|x|, |g|)) + max |delta|``.
+Seen from query x, ``T(x, j) = s(x, j) + shift_x`` with ``shift_x = |x|^2 + C`` (cosine ``C``), the
+score/real-score relation that FilterSearch's thresholds take.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .candidates import MAX_CANDIDATES, Bound, FilterSearch, _bookkeeping_threads, _SAFE_SCORE
+from .gemm import Backend
+from .topk import GROUP
+
+_QUERY_CHUNK = 1024  # queries whose thresholds and verification tables are built at once
+_INF16 = 0x7F80  # bfloat16 +inf as int16 bits
+
+
+@dataclass(frozen=True)
+class SymmetricBound(Bound):
+    """:class:`.candidates.Bound` for a score that may come from either role of the pair (module doc)."""
+
+    c_max: float = 0.0  # the largest shift column value
+    delta: float = 0.0  # the largest rounding of a shift column value
+
+    @classmethod
+    def of_pair(cls, backend: Backend, dim: int, distance: str, c_max: float, delta: float) -> SymmetricBound:
+        """The symmetric bound for ``dim``-dimensional vectors on ``backend``.
+
+        Example:
+            >>> from oml_viz.engine.gemm import BACKENDS
+            >>> b = SymmetricBound.of_pair(BACKENDS["torch-bf16"], 8, "euclidean", c_max=10.0, delta=0.5)
+            >>> one, three = torch.tensor(1.0, dtype=torch.float64), torch.tensor(3.0, dtype=torch.float64)
+            >>> bool(b.at(one, three, one) == b.at(three, one, one))  # the same for both roles
+            True
+        """
+        b = Bound.of(backend, dim, distance)
+        return cls(b.alpha, b.beta, b.gamma, b.eps, b.u_out, c_max * 1.01, delta * 1.01 + 1e-30)
+
+    def at(self, q_norm: torch.Tensor, g_norm: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+        """The bound for either role (``shift`` unused: the shift term takes the largest shift)."""
+        m = torch.maximum(q_norm, g_norm)
+        return (self.alpha * q_norm * g_norm + self.beta * m * m + self.gamma * self.c_max
+                + self.eps * (1 + 3 * m) + self.delta)
+
+
+def leave_one_out_search(
+    finder: FilterSearch,
+    seq_codes: np.ndarray,
+    block_bytes: int,
+    progress: bool,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Top-k of every gallery item among the others (``finder``'s gallery), excluding items whose
+    ``seq_codes`` (one per gallery row) equal the query's: (item ids (N, k), distances (N, k)), or None
+    when the norms are too extreme for the shared shift (the caller then runs the row-by-row search)."""
+    gallery, n, dim, device = finder.gallery, finder.n, finder.dim, finder.gallery.device
+    backend, euclid = finder.backend, finder.distance == "euclidean"
+    matrix = finder._matrix(backend)
+    if n == 0 or matrix is None:
+        return None
+    g64 = gallery.double()
+    q_sq = (g64 * g64).sum(1)
+    q_norm = q_sq.sqrt() * (1 + 1e-12)
+    if finder.max_norm * 3 * finder.max_norm > _SAFE_SCORE:
+        return None
+
+    # the shared shift C: every c_x at least what FilterSearch asks of its own shift
+    row_bound = Bound.of(backend, dim, finder.distance)
+    lowest = q_sq if euclid else q_norm * finder.max_norm
+    gm = torch.tensor(finder.max_norm, dtype=torch.float64, device=device)
+    need = lowest * (1 + 2**-6) + 2 * row_bound.at(q_norm, gm, 4 * lowest + 4) + 1e-30
+    base = q_sq if euclid else torch.zeros_like(q_sq)
+    big_c = float((need - base).max()) + 2**-6 * float(need.max())
+    target = base + big_c
+    c = target.to(backend.dtype)
+    c64 = c.double()
+    if not bool((c64 >= need).all()) or not bool(torch.isfinite(c64).all()):
+        return None
+    delta = float((c64 - target).abs().max()) + 1e-12 * float(target.max())
+    bound = SymmetricBound.of_pair(backend, dim, finder.distance, float(c64.max()), delta)
+    shift = target  # T(x, j) = s(x, j) + shift_x
+
+    lhs = torch.cat([gallery, gallery.new_ones(n, 1), c.to(gallery.dtype).unsqueeze(1)], dim=1)
+    lhs = backend.prepare(lhs)  # c was rounded to the backend's dtype already: it enters exactly
+    minima = _group_minima(finder, lhs, matrix, seq_codes, block_bytes, progress)
+
+    seq = torch.as_tensor(seq_codes, device=device)
+    out_ids = torch.full((n, finder.k), -1, dtype=torch.int64, device=device)
+    out_dist = torch.full((n, finder.k), float("inf"), dtype=torch.float32, device=device)
+    heavy = torch.zeros(n, dtype=torch.bool, device=device)
+    pairs_x, pairs_g, pairs_thr = [], [], []
+    with _bookkeeping_threads(device):
+        for start in range(0, n, _QUERY_CHUNK):
+            rows = slice(start, min(start + _QUERY_CHUNK, n))
+            m32 = _as_float(minima[rows])
+            threshold = finder.group_thresholds(bound, m32, q_norm[rows], q_sq[rows], shift[rows])
+            keep = m32.double() <= threshold
+            too_many = keep.sum(1) * GROUP > 8 * MAX_CANDIDATES
+            heavy[rows] = too_many
+            keep &= ~too_many.unsqueeze(1)
+            x, g = keep.nonzero().unbind(1)
+            thr = threshold[x, g]
+            thr32 = thr.float()  # rounded up: a float32 comparison stays conservative
+            thr32 = torch.where(thr32.double() < thr, torch.nextafter(thr32, thr32.new_tensor(float("inf"))), thr32)
+            pairs_x.append(x + start)
+            pairs_g.append(g)
+            pairs_thr.append(thr32)
+    cand_x, cand_j = _rescore(lhs, matrix, torch.cat(pairs_x), torch.cat(pairs_g), torch.cat(pairs_thr), backend)
+    with _bookkeeping_threads(device):
+        keep = cand_j < n
+        cand_x, cand_j = cand_x[keep], cand_j[keep]
+        keep = seq[cand_x] != seq[cand_j]  # the excluded pairs (the query itself, its sequence)
+        cand_x, cand_j = cand_x[keep], cand_j[keep]
+        counts = torch.bincount(cand_x, minlength=n)
+        heavy |= counts > MAX_CANDIDATES
+        light = ~heavy[cand_x]
+        cand_x, cand_j = cand_x[light], cand_j[light]
+        order = torch.argsort(cand_x, stable=True)
+        cand_x, cand_j = cand_x[order], cand_j[order]
+        counts = torch.bincount(cand_x, minlength=n)
+        ends = torch.cumsum(counts, 0).tolist()
+        for start in range(0, n, _QUERY_CHUNK):
+            stop = min(start + _QUERY_CHUNK, n)
+            first, last = (ends[start - 1] if start else 0), ends[stop - 1]
+            finder._verify(gallery[start:stop], cand_x[first:last] - start, cand_j[first:last], counts[start:stop],
+                           out_ids, out_dist, torch.arange(start, stop, device=device))
+
+    rest = heavy.nonzero().flatten()
+    if len(rest):  # rows the thresholds could not narrow: FilterSearch row by row
+        from .search import Exclusions
+
+        exclusions = Exclusions.build(seq_codes, int(seq_codes.max()) + 1, device)
+        ids, dist = finder.run(gallery[rest], exclusions.pairs(seq[rest]))
+        out_ids[rest], out_dist[rest] = ids, dist
+    return out_ids.cpu().numpy(), out_dist.cpu().numpy()
+
+
+def _as_float(bits: torch.Tensor) -> torch.Tensor:
+    return bits.view(torch.bfloat16).float() if bits.dtype == torch.int16 else bits
+
+
+def _group_minima(
+    finder: FilterSearch, lhs: torch.Tensor, matrix: torch.Tensor, seq_codes: np.ndarray, block_bytes: int, progress: bool
+) -> torch.Tensor:
+    """(N, groups) smallest score of each group for each query, every pair scored once (as int16 bits
+    for a bfloat16 product, whose positive values order as their bits; float32 otherwise)."""
+    from .search import Exclusions
+
+    n, padded, n_groups, device = finder.n, finder.padded, finder.n_groups, lhs.device
+    bits = lhs.dtype == torch.bfloat16
+    minima = torch.full((n, n_groups), _INF16 if bits else float("inf"),
+                        dtype=torch.int16 if bits else torch.float32, device=device)
+    exclusions = Exclusions.build(seq_codes, int(seq_codes.max()) + 1, device)
+    seq = torch.as_tensor(seq_codes, device=device)
+    width_bytes = lhs.element_size()
+    starts = []
+    a = 0
+    while a < n:  # rows a.. (a multiple of GROUP) against the columns from a on; blocks grow as they narrow
+        rows = max(GROUP, round(block_bytes / (width_bytes * (padded - a)) / GROUP) * GROUP)
+        starts.append((a, rows))
+        a += rows
+    for a, rows in tqdm(starts, desc="retrieval", unit="block", disable=not progress, leave=False):
+        real = min(rows, n - a)
+        block_lhs = lhs[a : a + real]
+        if real < rows:  # pad rows score +PAD against every item: never a minimum
+            pad = torch.zeros(rows - real, lhs.shape[1], dtype=lhs.dtype, device=device)
+            pad[:, -1] = 1e38
+            block_lhs = torch.cat([block_lhs, pad])
+        scores = finder.backend.mm(block_lhs, matrix[a:])
+        with _bookkeeping_threads(device):
+            r, pos = exclusions.pairs(seq[a : a + real])
+            later = pos >= a
+            scores[r[later], pos[later] - a] = float("inf")
+            view = scores.view(torch.int16) if bits else scores
+            g0 = a // GROUP
+            # rows: their minimum in each later group (the block's own groups included)
+            minima[a : a + real, g0:] = view[:real].view(real, -1, GROUP).amin(2)
+            # columns after the block: their minimum over each of the block's row groups
+            if a + rows < n:
+                down = view[:, rows:].view(rows // GROUP, GROUP, -1).amin(1)
+                minima[a + rows : n, g0 : g0 + rows // GROUP] = down[:, : n - a - rows].T
+        del scores
+    return minima
+
+
+def _rescore(
+    lhs: torch.Tensor,
+    matrix: torch.Tensor,
+    x: torch.Tensor,
+    g: torch.Tensor,
+    thr32: torch.Tensor,
+    backend: Backend,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(query, gallery position) of every item of the kept (query ``x``, group ``g``) pairs whose score
+    is at most the pair's threshold: one product per group, over the queries that kept it."""
+    order = torch.argsort(g, stable=True)
+    x, g, thr32 = x[order], g[order], thr32[order]
+    bounds = torch.searchsorted(g, torch.arange(int(g.max()) + 2 if len(g) else 1, device=g.device)).tolist()
+    out_x, out_j = [], []
+    for group in range(len(bounds) - 1):
+        first, last = bounds[group], bounds[group + 1]
+        if first == last:
+            continue
+        xs = x[first:last]
+        scores = backend.mm(lhs.index_select(0, xs), matrix[group * GROUP : (group + 1) * GROUP])
+        hit_row, hit_col = (scores.float() <= thr32[first:last].unsqueeze(1)).nonzero().unbind(1)
+        out_x.append(xs[hit_row])
+        out_j.append(hit_col + group * GROUP)
+    if not out_x:
+        empty = torch.empty(0, dtype=torch.int64, device=x.device)
+        return empty, empty
+    return torch.cat(out_x), torch.cat(out_j)
