@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .candidates import MAX_CANDIDATES, Bound, FilterSearch, _bookkeeping_threads, _SAFE_SCORE
+from . import candidates
+from .candidates import Bound, FilterSearch, _bookkeeping_threads, _SAFE_SCORE
 from .gemm import Backend
 from .topk import GROUP
 
@@ -76,7 +77,7 @@ def leave_one_out_search(
     ``seq_codes`` (one per gallery row) equal the query's: (item ids (N, k), distances (N, k)), or None
     when the norms are too extreme for the shared shift (the caller then runs the row-by-row search)."""
     gallery, n, dim, device = finder.gallery, finder.n, finder.dim, finder.gallery.device
-    backend, euclid = finder.backend, finder.distance == "euclidean"
+    backend = finder.backend
     matrix = finder._matrix(backend)
     if n == 0 or matrix is None:
         return None
@@ -86,22 +87,10 @@ def leave_one_out_search(
     if finder.max_norm * 3 * finder.max_norm > _SAFE_SCORE:
         return None
 
-    # the shared shift C: every c_x at least what FilterSearch asks of its own shift
-    row_bound = Bound.of(backend, dim, finder.distance)
-    lowest = q_sq if euclid else q_norm * finder.max_norm
-    gm = torch.tensor(finder.max_norm, dtype=torch.float64, device=device)
-    need = lowest * (1 + 2**-6) + 2 * row_bound.at(q_norm, gm, 4 * lowest + 4) + 1e-30
-    base = q_sq if euclid else torch.zeros_like(q_sq)
-    big_c = float((need - base).max()) + 2**-6 * float(need.max())
-    target = base + big_c
-    c = target.to(backend.dtype)
-    c64 = c.double()
-    if not bool((c64 >= need).all()) or not bool(torch.isfinite(c64).all()):
+    shared = shared_shift(finder, q_norm, q_sq)
+    if shared is None:
         return None
-    delta = float((c64 - target).abs().max()) + 1e-12 * float(target.max())
-    bound = SymmetricBound.of_pair(backend, dim, finder.distance, float(c64.max()), delta)
-    shift = target  # T(x, j) = s(x, j) + shift_x
-
+    c, shift, bound = shared
     lhs = torch.cat([gallery, gallery.new_ones(n, 1), c.to(gallery.dtype).unsqueeze(1)], dim=1)
     lhs = backend.prepare(lhs)  # c was rounded to the backend's dtype already: it enters exactly
     minima = _group_minima(finder, lhs, matrix, seq_codes, block_bytes, progress)
@@ -117,7 +106,7 @@ def leave_one_out_search(
             m32 = _as_float(minima[rows])
             threshold = finder.group_thresholds(bound, m32, q_norm[rows], q_sq[rows], shift[rows])
             keep = m32.double() <= threshold
-            too_many = keep.sum(1) * GROUP > 8 * MAX_CANDIDATES
+            too_many = keep.sum(1) * GROUP > 8 * candidates.MAX_CANDIDATES
             heavy[rows] = too_many
             keep &= ~too_many.unsqueeze(1)
             x, g = keep.nonzero().unbind(1)
@@ -134,7 +123,7 @@ def leave_one_out_search(
         keep = seq[cand_x] != seq[cand_j]  # the excluded pairs (the query itself, its sequence)
         cand_x, cand_j = cand_x[keep], cand_j[keep]
         counts = torch.bincount(cand_x, minlength=n)
-        heavy |= counts > MAX_CANDIDATES
+        heavy |= counts > candidates.MAX_CANDIDATES
         light = ~heavy[cand_x]
         cand_x, cand_j = cand_x[light], cand_j[light]
         order = torch.argsort(cand_x, stable=True)
@@ -155,6 +144,31 @@ def leave_one_out_search(
         ids, dist = finder.run(gallery[rest], exclusions.pairs(seq[rest]))
         out_ids[rest], out_dist[rest] = ids, dist
     return out_ids.cpu().numpy(), out_dist.cpu().numpy()
+
+
+def shared_shift(
+    finder: FilterSearch, q_norm: torch.Tensor, q_sq: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, SymmetricBound] | None:
+    """The shift column ``c`` (the backend's dtype, one per item), ``shift`` = T - s per item (float64)
+    and the bound of :class:`SymmetricBound`; None when a rounded ``c`` falls short or overflows.
+
+    Every ``c_x`` is at least what :class:`.candidates.FilterSearch` asks of its own shift (so that every
+    score is positive), and ``c_x - shift_x`` is the rounding ``delta_x`` that the bound takes in.
+    """
+    backend, euclid, device = finder.backend, finder.distance == "euclidean", q_norm.device
+    row_bound = Bound.of(backend, finder.dim, finder.distance)
+    lowest = q_sq if euclid else q_norm * finder.max_norm
+    gm = torch.tensor(finder.max_norm, dtype=torch.float64, device=device)
+    need = lowest * (1 + 2**-6) + 2 * row_bound.at(q_norm, gm, 4 * lowest + 4) + 1e-30
+    base = q_sq if euclid else torch.zeros_like(q_sq)
+    big_c = float((need - base).max()) + 2**-6 * float(need.max())
+    target = base + big_c
+    c = target.to(backend.dtype)
+    c64 = c.double()
+    if not bool((c64 >= need).all()) or not bool(torch.isfinite(c64).all()):
+        return None
+    delta = float((c64 - target).abs().max()) + 1e-12 * float(target.max())
+    return c, target, SymmetricBound.of_pair(backend, finder.dim, finder.distance, float(c64.max()), delta)
 
 
 def _as_float(bits: torch.Tensor) -> torch.Tensor:
