@@ -3,7 +3,8 @@
 Leave-one-out on synthetic clustered data (every item both query and gallery), top-10. Cells:
 
 - ``engine``: ``ov.retrieve`` + cmc/1, cmc/5, precision/5, map/5 (the default exact filter-and-verify
-  search on the backend measured fastest);
+  search on the backend measured fastest; leave-one-out, so each pair is scored once);
+- ``engine-rows``: the same with ``OML_VIZ_SEARCH=filter-rows`` (row by row: every pair scored twice);
 - ``engine-fp32``: the same with ``OML_VIZ_SEARCH=fp32`` (the single float32 pass used before);
 - ``faiss``: faiss ``IndexFlatL2`` search of k + 1 neighbours (search only, no metrics), threads = torch's;
 - ``full-matrix``: OML-style: rows of the full N x N distance matrix (``addmm``) then ``torch.topk``;
@@ -30,7 +31,7 @@ import time
 
 METRIC_ARGS = dict(cmc_top_k=(1, 5), precision_top_k=(5,), map_top_k=(5,))
 FMR_VALS = (0.001, 0.01, 0.1)
-CELLS = ("engine", "engine-fp32", "faiss", "full-matrix")
+CELLS = ("engine", "engine-rows", "engine-fp32", "faiss", "full-matrix")
 
 
 def _rss_mb(field: str) -> float:
@@ -106,7 +107,7 @@ def worker(kind: str, n: int, dim: int, top_n: int, device: str) -> dict:
     base = _rss_mb("VmRSS")
     start = time.perf_counter()
     out: dict = {}
-    if kind in ("engine", "engine-fp32", "fnmr"):
+    if kind in ("engine", "engine-rows", "engine-fp32", "fnmr"):
         res = ov.retrieve(emb, labels, top_n=top_n, device=device, progress=False, categories=categories)
         table = res.metrics(**METRIC_ARGS)
         out["cmc1"] = float(table.loc["OVERALL", "cmc/1"])
@@ -161,8 +162,8 @@ def run_worker(kind: str, n: int, args) -> dict:
     cmd = [sys.executable, __file__, "--worker", kind, "--n", str(n), "--dim", str(args.dim),
            "--top-n", str(args.top_n), "--device", args.device]
     env = dict(os.environ)
-    if kind == "engine-fp32":
-        env["OML_VIZ_SEARCH"] = "fp32"
+    if kind in ("engine-fp32", "engine-rows"):
+        env["OML_VIZ_SEARCH"] = "fp32" if kind == "engine-fp32" else "filter-rows"
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1]}

@@ -139,7 +139,9 @@ class FilterSearch:
         self.padded = -(-self.n // GROUP) * GROUP
         self.n_groups = self.padded // GROUP
         norms = torch.zeros(self.padded, dtype=torch.float64, device=gallery.device)
-        norms[: self.n] = gallery.double().norm(dim=1) * (1 + 1e-12)
+        for start in range(0, self.n, 8192):  # in pieces: no float64 copy of the whole gallery
+            piece = gallery[start : start + 8192]
+            norms[start : start + len(piece)] = piece.double().norm(dim=1) * (1 + 1e-12)
         self.norms = norms
         self.group_norms = norms.view(self.n_groups, GROUP).amax(1)
         self.max_norm = float(norms.max()) if self.n else 0.0

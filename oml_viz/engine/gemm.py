@@ -47,11 +47,15 @@ class Backend:
         """The operand in this backend's dtype, contiguous (rows are items)."""
         return matrix.to(self.dtype).contiguous()
 
-    def mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """``a @ b.T`` for prepared operands; float32 or bfloat16 result on ``a``'s device."""
+    def mm(self, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """``a @ b.T`` for prepared operands; float32 or bfloat16 result on ``a``'s device (written
+        into ``out``, a contiguous tensor of the result's shape and dtype, when given)."""
         if self.library == "numpy":
-            return torch.from_numpy(np.matmul(a.numpy(), b.numpy().T))
-        return torch.mm(a, b.T)
+            if out is None:
+                return torch.from_numpy(np.matmul(a.numpy(), b.numpy().T))
+            np.matmul(a.numpy(), b.numpy().T, out=out.numpy())
+            return out
+        return torch.mm(a, b.T) if out is None else torch.mm(a, b.T, out=out)
 
 
 BACKENDS = {
