@@ -59,6 +59,7 @@ MAX_CANDIDATES = 4096  # per query; more goes to the next, tighter stage
 _VERIFY_PAIRS = 1 << 12  # pairs whose vectors are gathered at once when verifying (~6 MB each)
 _PAD = 1e38
 _INVALID = 1e37
+_PIECE = 1024  # gallery rows converted at once (small pieces: the transients stay a few MB)
 _SAFE_SCORE = 1e35  # larger possible scores could reach the padding sentinels: use exact pieces
 
 
@@ -132,15 +133,18 @@ class FilterSearch:
         distance: str,
         k: int,
         backend: Backend,
+        spare: int = 0,
     ) -> None:
-        """``gallery`` (G, D) float32 rows (unit rows for cosine), ``gallery_ids`` their item ids."""
+        """``gallery`` (G, D) float32 rows (unit rows for cosine), ``gallery_ids`` their item ids;
+        ``spare`` padding rows after the padded gallery in the operand (:func:`padded_operand`)."""
         self.gallery, self.gallery_ids, self.distance, self.k = gallery, gallery_ids, distance, k
+        self.spare = spare
         self.n, self.dim = gallery.shape
         self.padded = -(-self.n // GROUP) * GROUP
         self.n_groups = self.padded // GROUP
         norms = torch.zeros(self.padded, dtype=torch.float64, device=gallery.device)
-        for start in range(0, self.n, 8192):  # in pieces: no float64 copy of the whole gallery
-            piece = gallery[start : start + 8192]
+        for start in range(0, self.n, _PIECE):  # in pieces: no float64 copy of the whole gallery
+            piece = gallery[start : start + _PIECE]
             norms[start : start + len(piece)] = piece.double().norm(dim=1) * (1 + 1e-12)
         self.norms = norms
         self.group_norms = norms.view(self.n_groups, GROUP).amax(1)
@@ -150,23 +154,30 @@ class FilterSearch:
         self.backend = backend if self._matrix(backend) is not None else self.fp32
 
     def _matrix(self, backend: Backend) -> torch.Tensor | None:
-        """The gallery operand in ``backend``'s dtype; None when rounding made it non-finite."""
+        """The gallery operand in ``backend``'s dtype, (padded G, D + 2); None when rounding made it
+        non-finite."""
+        m = self.padded_operand(backend)
+        return None if m is None else m[: self.padded]
+
+    def padded_operand(self, backend: Backend) -> torch.Tensor | None:
+        """:meth:`_matrix` with ``spare`` more padding rows (they score +PAD against any query)."""
         if backend.name not in self._matrices:
             m = self._augmented(backend.dtype)
             if m.dtype != backend.dtype or not m.is_contiguous():
                 m = backend.prepare(m)
-            self._matrices[backend.name] = m if bool(torch.isfinite(m[: self.n]).all()) else None
+            finite = all(bool(torch.isfinite(m[i : min(i + _PIECE, self.n)]).all()) for i in range(0, self.n, _PIECE))
+            self._matrices[backend.name] = m if finite else None
         return self._matrices[backend.name]
 
     def _augmented(self, dtype: torch.dtype) -> torch.Tensor:
-        """(padded G, D + 2) rows ``[-2g, |g|^2, 1]`` (cosine ``[-g, 0, 1]``) in ``dtype``, built in
+        """(padded G + spare, D + 2) rows ``[-2g, |g|^2, 1]`` (cosine ``[-g, 0, 1]``) in ``dtype``, built in
         pieces so that no float32 copy of the whole gallery is held next to the result."""
         from .search import _PAD_SCORE
 
         g, n, dim = self.gallery, self.n, self.dim
-        out = torch.zeros(self.padded, dim + 2, dtype=dtype, device=g.device)
-        for start in range(0, n, 8192):
-            piece = g[start : start + 8192]
+        out = torch.zeros(self.padded + self.spare, dim + 2, dtype=dtype, device=g.device)
+        for start in range(0, n, _PIECE):
+            piece = g[start : start + _PIECE]
             if self.distance == "euclidean":
                 out[start : start + len(piece), :dim] = (-2 * piece).to(dtype)
                 out[start : start + len(piece), dim] = (piece * piece).sum(1).to(dtype)

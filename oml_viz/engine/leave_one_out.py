@@ -33,10 +33,17 @@ from tqdm.auto import tqdm
 from . import candidates
 from .candidates import Bound, FilterSearch, _bookkeeping_threads, _SAFE_SCORE
 from .gemm import Backend
+from .heap import release_free_heap
 from .topk import GROUP
 
 _QUERY_CHUNK = 1024  # queries whose thresholds and verification tables are built at once
-_PASS_QUERIES = 8192  # queries answered together: one product per kept group for all of them
+_VERIFY_QUERIES = 256  # queries verified at once (their table is queries x most candidates)
+_BLOCK_ROWS = 1024  # items a block of the upper triangle holds (a multiple of GROUP)
+# a tile's scores: measured at 50k on a 2-core EPYC (1 MB L2 a core, 32 MB L3), the minima pass took
+# 2.7-3.0 s with 2-12 MB tiles and 3.4 s with 24 MB
+_TILE_BYTES = 4 * 2**20
+_RESCORE_ROWS = 1024  # queries a rescoring product holds (one shape: see _group_minima)
+_PASS_QUERIES = 16384  # queries answered together: one product per kept group for all of them
 _INF16 = 0x7F80  # bfloat16 +inf as int16 bits
 
 
@@ -82,7 +89,7 @@ def leave_one_out_search(
     matrix = finder._matrix(backend)
     if n == 0 or matrix is None:
         return None
-    q_sq = torch.cat([piece.double().pow(2).sum(1) for piece in gallery.split(8192)])  # no float64 copy
+    q_sq = torch.cat([piece.double().pow(2).sum(1) for piece in gallery.split(1024)])  # no float64 copy
     q_norm = q_sq.sqrt() * (1 + 1e-12)
     if finder.max_norm * 3 * finder.max_norm > _SAFE_SCORE:
         return None
@@ -91,14 +98,10 @@ def leave_one_out_search(
     if shared is None:
         return None
     c, shift, bound = shared
-    # rows [x, 1, c_x] in the backend's dtype, built in pieces (c is already rounded: it enters exactly)
-    lhs = torch.empty(n, dim + 2, dtype=backend.dtype, device=device)
-    for start in range(0, n, 8192):
-        piece = gallery[start : start + 8192]
-        lhs[start : start + len(piece), :dim] = piece.to(backend.dtype)
-    lhs[:, dim] = 1
-    lhs[:, dim + 1] = c
-    minima = _group_minima(finder, lhs, matrix, seq_codes, block_bytes, progress)
+    matrix = finder.padded_operand(backend)  # with spare padding rows for whole tiles
+    release_free_heap()
+    minima = _group_minima(finder, c, matrix, seq_codes, block_bytes, progress)
+    release_free_heap()
 
     seq = torch.as_tensor(seq_codes, device=device)
     out_ids = torch.full((n, finder.k), -1, dtype=torch.int64, device=device)
@@ -106,7 +109,8 @@ def leave_one_out_search(
     heavy = torch.zeros(n, dtype=torch.bool, device=device)
     for start in range(0, n, _PASS_QUERIES):  # bounded memory: thresholds, rescoring, verification
         rows = torch.arange(start, min(start + _PASS_QUERIES, n), device=device)
-        _answer(finder, bound, lhs, matrix, minima, rows, q_norm, q_sq, shift, seq, out_ids, out_dist, heavy)
+        _answer(finder, bound, c, matrix, minima, rows, q_norm, q_sq, shift, seq, out_ids, out_dist, heavy)
+        release_free_heap()
     rest = heavy.nonzero().flatten()
     if len(rest):  # rows the thresholds could not narrow: FilterSearch row by row
         from .search import Exclusions
@@ -145,7 +149,7 @@ def shared_shift(
 def _answer(
     finder: FilterSearch,
     bound: SymmetricBound,
-    lhs: torch.Tensor,
+    c: torch.Tensor,
     matrix: torch.Tensor,
     minima: torch.Tensor,
     rows: torch.Tensor,
@@ -160,7 +164,12 @@ def _answer(
     """The answers of the queries ``rows`` (consecutive) from the group minima; rows that need the
     row-by-row search are marked in ``heavy``."""
     n, first_row, device = finder.n, int(rows[0]), rows.device
-    pairs_x, pairs_g, pairs_thr = [], [], []
+    # the kept (query, group) pairs go into buffers that grow by doubling: kept pieces between the
+    # temporaries of each step fragmented the heap (measured: +150 MB resident at 50k)
+    size, capacity = 0, 32 * len(rows)
+    pair_x = torch.empty(capacity, dtype=torch.int64, device=device)
+    pair_g = torch.empty(capacity, dtype=torch.int64, device=device)
+    pair_thr = torch.empty(capacity, dtype=torch.float32, device=device)
     with _bookkeeping_threads(device):
         for start in range(0, len(rows), _QUERY_CHUNK):
             sub = rows[start : start + _QUERY_CHUNK]
@@ -174,10 +183,17 @@ def _answer(
             thr = threshold[x, g]
             thr32 = thr.float()  # rounded up: a float32 comparison stays conservative
             thr32 = torch.where(thr32.double() < thr, torch.nextafter(thr32, thr32.new_tensor(float("inf"))), thr32)
-            pairs_x.append(sub[x])
-            pairs_g.append(g)
-            pairs_thr.append(thr32)
-    cand_x, cand_j = _rescore(lhs, matrix, torch.cat(pairs_x), torch.cat(pairs_g), torch.cat(pairs_thr), finder.backend)
+            if size + len(x) > capacity:
+                capacity = 2 * (size + len(x))
+                pair_x, pair_g, pair_thr = (torch.cat([t[:size], t.new_empty(capacity - size)])
+                                            for t in (pair_x, pair_g, pair_thr))
+            pair_x[size : size + len(x)] = sub[x]
+            pair_g[size : size + len(x)] = g
+            pair_thr[size : size + len(x)] = thr32
+            size += len(x)
+    cand_x, cand_j = _rescore(finder, c, matrix, pair_x[:size], pair_g[:size], pair_thr[:size])
+    del pair_x, pair_g, pair_thr
+    release_free_heap()
     with _bookkeeping_threads(device):
         keep = (cand_j < n) & (seq[cand_x] != seq[cand_j.clamp(max=n - 1)])  # padding; the excluded pairs
         cand_x, cand_j = cand_x[keep] - first_row, cand_j[keep]
@@ -189,8 +205,8 @@ def _answer(
         cand_x, cand_j = cand_x[order], cand_j[order]
         counts = torch.bincount(cand_x, minlength=len(rows))
         ends = torch.cumsum(counts, 0).tolist()
-        for start in range(0, len(rows), _QUERY_CHUNK):
-            stop = min(start + _QUERY_CHUNK, len(rows))
+        for start in range(0, len(rows), _VERIFY_QUERIES):
+            stop = min(start + _VERIFY_QUERIES, len(rows))
             lo, hi = (ends[start - 1] if start else 0), ends[stop - 1]
             finder._verify(finder.gallery[rows[start:stop]], cand_x[lo:hi] - start, cand_j[lo:hi],
                            counts[start:stop], out_ids, out_dist, rows[start:stop])
@@ -201,77 +217,96 @@ def _as_float(bits: torch.Tensor) -> torch.Tensor:
 
 
 def _group_minima(
-    finder: FilterSearch, lhs: torch.Tensor, matrix: torch.Tensor, seq_codes: np.ndarray, block_bytes: int, progress: bool
+    finder: FilterSearch, c: torch.Tensor, matrix: torch.Tensor, seq_codes: np.ndarray, block_bytes: int, progress: bool
 ) -> torch.Tensor:
     """(N, groups) smallest score of each group for each query, every pair scored once (as int16 bits
-    for a bfloat16 product, whose positive values order as their bits; float32 otherwise)."""
+    for a bfloat16 product, whose positive values order as their bits; float32 otherwise).
+
+    Blocks of ``rows`` items against tiles of ``width`` columns from the block's first item on: one
+    shape for every product (oneDNN keeps a primitive, with its buffers, per shape: measured +180 MB
+    resident at 50k with a shape per block), and a tile's scores stay in the cache.
+    """
     from .search import Exclusions
 
-    n, padded, n_groups, device = finder.n, finder.padded, finder.n_groups, lhs.device
-    bits = lhs.dtype == torch.bfloat16
+    n, padded, n_groups, device = finder.n, finder.padded, finder.n_groups, c.device
+    bits = finder.backend.dtype == torch.bfloat16
     minima = torch.full((n, n_groups), _INF16 if bits else float("inf"),
                         dtype=torch.int16 if bits else torch.float32, device=device)
     exclusions = Exclusions.build(seq_codes, int(seq_codes.max()) + 1, device)
     seq = torch.as_tensor(seq_codes, device=device)
-    width_bytes = lhs.element_size()
-    starts = []
-    a = 0
-    while a < n:  # rows a.. (a multiple of GROUP) against the columns from a on; blocks grow as they narrow
-        rows = max(GROUP, round(block_bytes / (width_bytes * (padded - a)) / GROUP) * GROUP)
-        rows = min(rows, padded - a)  # the last block: padded up to a whole group only
-        starts.append((a, rows))
-        a += rows
-    # one buffer for every block's scores: blocks change shape, and fresh allocations of changing sizes
-    # fragmented the heap (measured: +290 MB resident at 50k without it)
     dtype = finder.backend.dtype if finder.backend.library == "torch" else torch.float32
-    buffer = torch.empty(max(rows * (padded - a) for a, rows in starts), dtype=dtype, device=device)
-    for a, rows in tqdm(starts, desc="retrieval", unit="block", disable=not progress, leave=False):
+    rows = min(_BLOCK_ROWS, padded)
+    width = tile_width(finder.padded, finder.backend, block_bytes)
+    if max(a + -(-(padded - a) // width) * width for a in range(0, n, rows)) > len(matrix):
+        raise ValueError("the gallery operand needs spare rows for whole tiles (FilterSearch(spare=...))")
+    block = _operand_rows(finder, rows)
+    scores = torch.empty(rows, width, dtype=dtype, device=device)
+    starts = list(range(0, n, rows))
+    for a in tqdm(starts, desc="retrieval", unit="block", disable=not progress, leave=False):
         real = min(rows, n - a)
-        block_lhs = lhs[a : a + real]
-        if real < rows:  # pad rows score +PAD against every item: never a minimum
-            pad = torch.zeros(rows - real, lhs.shape[1], dtype=lhs.dtype, device=device)
-            pad[:, -1] = 1e38
-            block_lhs = torch.cat([block_lhs, pad])
-        scores = finder.backend.mm(block_lhs, matrix[a:], out=buffer[: rows * (padded - a)].view(rows, padded - a))
-        with _bookkeeping_threads(device):
-            r, pos = exclusions.pairs(seq[a : a + real])
-            later = pos >= a
-            scores[r[later], pos[later] - a] = float("inf")
-            view = scores.view(torch.int16) if bits else scores
-            g0 = a // GROUP
-            # rows: their minimum in each later group (the block's own groups included)
-            minima[a : a + real, g0:] = view[:real].view(real, -1, GROUP).amin(2)
-            # columns after the block: their minimum over each of the block's row groups
-            if a + rows < n:
-                down = view[:, rows:].view(rows // GROUP, GROUP, -1).amin(1)
-                minima[a + rows : n, g0 : g0 + rows // GROUP] = down[:, : n - a - rows].T
+        block[:real, : finder.dim] = finder.gallery[a : a + real]
+        block[:real, -1] = c[a : a + real]
+        if real < rows:  # padding rows score +PAD against every item: never a minimum
+            block[real:] = 0
+            block[real:, -1] = 1e38
+        r, pos = exclusions.pairs(seq[a : a + real])
+        for t0 in range(a, padded, width):
+            finder.backend.mm(block, matrix[t0 : t0 + width], out=scores)
+            with _bookkeeping_threads(device):
+                here = (pos >= t0) & (pos < t0 + width)
+                scores[r[here], pos[here] - t0] = float("inf")
+                view = scores.view(torch.int16) if bits else scores
+                g0, g1 = t0 // GROUP, min((t0 + width) // GROUP, n_groups)
+                # rows: their minimum in each group of the tile (the block's own groups included)
+                minima[a : a + real, g0:g1] = view[:real, : (g1 - g0) * GROUP].view(real, -1, GROUP).amin(2)
+                # columns after the block: their minimum over each of the block's groups of rows
+                c0, c1 = max(t0, a + rows), min(t0 + width, n)
+                if c0 < c1:
+                    down = view[:, c0 - t0 : c1 - t0].view(rows // GROUP, GROUP, -1).amin(1)
+                    minima[c0:c1, a // GROUP : (a + rows) // GROUP] = down.T
     return minima
 
 
 def _rescore(
-    lhs: torch.Tensor,
-    matrix: torch.Tensor,
-    x: torch.Tensor,
-    g: torch.Tensor,
-    thr32: torch.Tensor,
-    backend: Backend,
+    finder: FilterSearch, c: torch.Tensor, matrix: torch.Tensor, x: torch.Tensor, g: torch.Tensor, thr32: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(query, gallery position) of every item of the kept (query ``x``, group ``g``) pairs whose score
-    is at most the pair's threshold: one product per group, over the queries that kept it."""
+    is at most the pair's threshold: per group, products of the queries that kept it (one shape)."""
     order = torch.argsort(g, stable=True)
     x, g, thr32 = x[order], g[order], thr32[order]
     bounds = torch.searchsorted(g, torch.arange(int(g.max()) + 2 if len(g) else 1, device=g.device)).tolist()
+    backend = finder.backend
+    dtype = backend.dtype if backend.library == "torch" else torch.float32
+    rows = _operand_rows(finder, _RESCORE_ROWS)
+    scores = torch.empty(_RESCORE_ROWS, GROUP, dtype=dtype, device=c.device)
     out_x, out_j = [], []
     for group in range(len(bounds) - 1):
-        first, last = bounds[group], bounds[group + 1]
-        if first == last:
-            continue
-        xs = x[first:last]
-        scores = backend.mm(lhs.index_select(0, xs), matrix[group * GROUP : (group + 1) * GROUP])
-        hit_row, hit_col = (scores.float() <= thr32[first:last].unsqueeze(1)).nonzero().unbind(1)
-        out_x.append(xs[hit_row])
-        out_j.append(hit_col + group * GROUP)
+        for first in range(bounds[group], bounds[group + 1], _RESCORE_ROWS):
+            last = min(first + _RESCORE_ROWS, bounds[group + 1])
+            xs = x[first:last]
+            rows[: len(xs), : finder.dim] = finder.gallery.index_select(0, xs)  # rows past len(xs): ignored
+            rows[: len(xs), -1] = c[xs]
+            backend.mm(rows, matrix[group * GROUP : (group + 1) * GROUP], out=scores)
+            hit_row, hit_col = (scores[: len(xs)].float() <= thr32[first:last].unsqueeze(1)).nonzero().unbind(1)
+            out_x.append(xs[hit_row])
+            out_j.append(hit_col + group * GROUP)
     if not out_x:
         empty = torch.empty(0, dtype=torch.int64, device=x.device)
         return empty, empty
     return torch.cat(out_x), torch.cat(out_j)
+
+
+def _operand_rows(finder: FilterSearch, rows: int) -> torch.Tensor:
+    """A (rows, D + 2) buffer for query rows ``[x, 1, c_x]`` in the backend's dtype (ones set)."""
+    out = torch.zeros(rows, finder.dim + 2, dtype=finder.backend.dtype, device=finder.gallery.device)
+    out[:, finder.dim] = 1
+    return out
+
+
+def tile_width(padded: int, backend: Backend, block_bytes: int) -> int:
+    """Columns of a tile of the minima pass (a multiple of GROUP): whole tiles need this many spare
+    padding rows in the gallery operand."""
+    element = torch.finfo(backend.dtype if backend.library == "torch" else torch.float32).bits // 8
+    rows = min(_BLOCK_ROWS, padded)
+    tile = min(block_bytes, _TILE_BYTES)
+    return max(rows, min(padded, max(GROUP, tile // (element * rows) // GROUP * GROUP)))

@@ -69,7 +69,7 @@ def retrieve(
         seq_codes = np.arange(n, dtype=np.int64)  # every item its own sequence: excludes itself
     else:
         seq_codes, _ = as_codes("sequence_ids", sequence_ids, n, missing_unique=True)
-    if distance == "euclidean" and not torch.isfinite((raw * raw).sum(1)).all():
+    if distance == "euclidean" and not all(bool(torch.isfinite((p * p).sum(1)).all()) for p in raw.split(4096)):
         raise ValueError("embeddings are too large: squared norms overflow float32; rescale them")
     device = resolve_device(device)
     vectors = unit_rows(raw) if distance == "cosine" else raw

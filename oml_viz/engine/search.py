@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .candidates import FilterSearch, ids_are_packable
-from .leave_one_out import leave_one_out_search
+from .leave_one_out import leave_one_out_search, tile_width
 from .gemm import choose_backend
 from .topk import GROUP, ordered_int, smallest_k
 
@@ -238,12 +238,16 @@ def _search_filter(
         gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
     big = n_query * n_gallery >= _MEASURE_MIN_PAIRS
     backend = choose_backend(device, measure=big)
-    finder = FilterSearch(gallery, torch.as_tensor(gallery_ids, device=device), distance, k, backend)
-    if symmetric and n_query * n_gallery >= _SYMMETRIC_MIN_PAIRS and np.array_equal(query_ids, gallery_ids):
+    leave_one_out = symmetric and n_query * n_gallery >= _SYMMETRIC_MIN_PAIRS and np.array_equal(query_ids, gallery_ids)
+    if leave_one_out:
         if device.type == "cuda":
             block = int(min(torch.cuda.mem_get_info(device)[0] // 4, 2**31))
         else:
             block = filter_block_bytes()
+        spare = tile_width(-(-n_gallery // GROUP) * GROUP, backend, block)
+    finder = FilterSearch(gallery, torch.as_tensor(gallery_ids, device=device), distance, k, backend,
+                          spare=spare if leave_one_out else 0)
+    if leave_one_out:
         found = leave_one_out_search(finder, seq_codes[gallery_ids], block, progress)
         if found is not None:
             return found
