@@ -36,14 +36,14 @@ from .gemm import Backend
 from .heap import release_free_heap
 from .topk import GROUP
 
-_QUERY_CHUNK = 1024  # queries whose thresholds and verification tables are built at once
+_QUERY_CHUNK = 512  # queries whose thresholds and verification tables are built at once
 _VERIFY_QUERIES = 256  # queries verified at once (their table is queries x most candidates)
 _BLOCK_ROWS = 1024  # items a block of the upper triangle holds (a multiple of GROUP)
 # a tile's scores: measured at 50k on a 2-core EPYC (1 MB L2 a core, 32 MB L3), the minima pass took
 # 2.7-3.0 s with 2-12 MB tiles and 3.4 s with 24 MB
 _TILE_BYTES = 4 * 2**20
 _RESCORE_ROWS = 1024  # queries a rescoring product holds (one shape: see _group_minima)
-_PASS_QUERIES = 16384  # queries answered together: one product per kept group for all of them
+_PASS_QUERIES = 8192  # queries answered together: one product per kept group for all of them
 _INF16 = 0x7F80  # bfloat16 +inf as int16 bits
 
 

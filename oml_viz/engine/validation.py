@@ -38,7 +38,7 @@ def as_embeddings(embeddings: Any) -> torch.Tensor:
         raise InputValueError(f"embeddings must be 2-D (N, D); got shape {tuple(tensor.shape)}")
     if tensor.shape[0] == 0 or tensor.shape[1] == 0:
         raise InputValueError(f"embeddings must be non-empty; got shape {tuple(tensor.shape)}")
-    bad = ~torch.isfinite(tensor).all(dim=1)
+    bad = torch.cat([~torch.isfinite(piece).all(dim=1) for piece in tensor.split(4096)])  # no full-size mask
     if bool(bad.any()):
         raise InputValueError(f"embeddings contain NaN or inf in {_rows(bad.numpy())}")
     return tensor.contiguous()
