@@ -31,6 +31,7 @@ _CPU_BLOCK_BYTES = 192 * 2**20
 _PROGRESS_MIN_PAIRS = 2e8
 _MEASURE_MIN_PAIRS = 5e7  # below this the backend measurement would cost more than it saves
 _SYMMETRIC_MIN_PAIRS = 5e7  # below this the leave-one-out pass saves too little to matter
+_SYMMETRIC_TABLE_BYTES = 256 * 2**20  # its table on CPU (bf16: N <= ~128k; larger sets go row by row)
 
 
 @dataclass
@@ -238,7 +239,15 @@ def _search_filter(
         gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
     big = n_query * n_gallery >= _MEASURE_MIN_PAIRS
     backend = choose_backend(device, measure=big)
-    leave_one_out = symmetric and n_query * n_gallery >= _SYMMETRIC_MIN_PAIRS and np.array_equal(query_ids, gallery_ids)
+    # the leave-one-out pass keeps a (N, N / 128) table of group minima: only where it fits the budget
+    groups = -(-n_gallery // GROUP)
+    table = n_gallery * groups * (2 if backend.dtype == torch.bfloat16 else 4)
+    if device.type == "cuda":
+        budget = torch.cuda.mem_get_info(device)[0] // 8
+    else:
+        budget = _SYMMETRIC_TABLE_BYTES
+    leave_one_out = (symmetric and n_query * n_gallery >= _SYMMETRIC_MIN_PAIRS and table <= budget
+                     and np.array_equal(query_ids, gallery_ids))
     if leave_one_out:
         if device.type == "cuda":
             block = int(min(torch.cuda.mem_get_info(device)[0] // 4, 2**31))
