@@ -413,15 +413,24 @@ def _exact(
     distance: str,
     device: torch.device,
 ) -> np.ndarray:
-    """Exact float32 distances (as float64) of (query row, gallery position) pairs, in pieces."""
-    out = []
+    """Exact float32 distances (as float64) of (query row, gallery position) pairs, in pieces.
+
+    The pieces are gathered into two buffers and the results written into one array: new tensors for
+    every piece, interleaved with the kept results, fragmented the heap (measured: +4.5 GB resident
+    for 3.6M pairs at 50k).
+    """
+    out = np.empty(len(rows))
+    piece = max(1, min(_EXACT_PIECE, len(rows)))
+    q_buf = torch.empty(piece, vectors.shape[1], dtype=vectors.dtype)
+    g_buf = torch.empty(piece, gallery.shape[1], dtype=gallery.dtype, device=gallery.device)
     with _bookkeeping_threads(device):  # small steps: one thread (measured 10x faster on the loaded box)
-        for start in range(0, len(rows), _EXACT_PIECE):
+        for start in range(0, len(rows), piece):
+            m = min(piece, len(rows) - start)
             # index_select: 2x faster than indexing here (measured); the same rows, so the same bits
-            q = vectors.index_select(0, torch.as_tensor(query_ids[rows[start : start + _EXACT_PIECE]])).to(device)
-            g = gallery.index_select(0, torch.as_tensor(cols[start : start + _EXACT_PIECE], device=device))
-            out.append(exact_distances(q, g.unsqueeze(1), distance)[:, 0].double().cpu().numpy())
-    return np.concatenate(out) if out else np.empty(0)
+            q = torch.index_select(vectors, 0, torch.as_tensor(query_ids[rows[start : start + m]]), out=q_buf[:m])
+            g = torch.index_select(gallery, 0, torch.as_tensor(cols[start : start + m], device=device), out=g_buf[:m])
+            out[start : start + m] = exact_distances(q.to(device), g.unsqueeze(1), distance)[:, 0].double().cpu().numpy()
+    return out
 
 
 # the single pass (the default): a seeded, stratified sample of queries brackets each quantile; one
