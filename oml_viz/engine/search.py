@@ -239,20 +239,14 @@ def _search_filter(
         gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
     big = n_query * n_gallery >= _MEASURE_MIN_PAIRS
     backend = choose_backend(device, measure=big)
-    # the leave-one-out pass keeps a (N, N / 128) table of group minima: only where it fits the budget
+    # the leave-one-out pass keeps a (N, N / 128) table of group minima: only where it fits the budget.
+    # CPU only for now: its tiles are sized to CPU caches and it has not been measured on a GPU
     groups = -(-n_gallery // GROUP)
     table = n_gallery * groups * (2 if backend.dtype == torch.bfloat16 else 4)
-    if device.type == "cuda":
-        budget = torch.cuda.mem_get_info(device)[0] // 8
-    else:
-        budget = _SYMMETRIC_TABLE_BYTES
-    leave_one_out = (symmetric and n_query * n_gallery >= _SYMMETRIC_MIN_PAIRS and table <= budget
-                     and np.array_equal(query_ids, gallery_ids))
+    leave_one_out = (symmetric and device.type == "cpu" and n_query * n_gallery >= _SYMMETRIC_MIN_PAIRS
+                     and table <= _SYMMETRIC_TABLE_BYTES and np.array_equal(query_ids, gallery_ids))
     if leave_one_out:
-        if device.type == "cuda":
-            block = int(min(torch.cuda.mem_get_info(device)[0] // 4, 2**31))
-        else:
-            block = filter_block_bytes()
+        block = filter_block_bytes()
         spare = tile_width(-(-n_gallery // GROUP) * GROUP, backend, block)
     finder = FilterSearch(gallery, torch.as_tensor(gallery_ids, device=device), distance, k, backend,
                           spare=spare if leave_one_out else 0)
