@@ -32,6 +32,7 @@ compared with t one by one (pairs in other bins are decided by their bin alone).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -441,19 +442,9 @@ _MARGIN_Z = 5.0  # bracket half-width in standard errors of the sampled share be
 _MAX_COLLECT = 40_000_000  # pairs the single pass may keep (12 bytes each); more: the older paths
 
 
-def _fnmr_single_pass(
-    vectors: torch.Tensor,
-    query_ids: np.ndarray,
-    gallery_ids: np.ndarray,
-    label_codes: np.ndarray,
-    seq_codes: np.ndarray,
-    query_groups: np.ndarray,
-    n_groups: int,
-    fmr_vals: Sequence[float],
-    distance: str,
-    device: torch.device,
-) -> np.ndarray | None:
-    """:func:`fnmr_at_fmr` in one pass over the pairs; None when a bracket misses (the caller falls back).
+def _fnmr_single_pass(*args: Any) -> np.ndarray | None:
+    """:func:`fnmr_at_fmr` (the same arguments) in one pass over the pairs; None when a bracket misses
+    (the caller falls back).
 
     Approximations ``y~`` (d^2 or d) come from the fastest float32 product, within a proven ``W`` of the
     exact ``y``. A stratified sample of queries gives, per (group, p), a bracket ``[L, H)`` of ``y~``
@@ -464,9 +455,8 @@ def _fnmr_single_pass(
     pairs ranking provably below or above it.
     """
     threads = torch.get_num_threads()
-    with _bookkeeping_threads(device):  # the steps around the product: one torch thread (see there)
-        return _single_pass(vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups,
-                            fmr_vals, distance, device, threads)
+    with _bookkeeping_threads(args[9]):  # the steps around the product: one torch thread (see there)
+        return _single_pass(*args, threads)
 
 
 def _single_pass(
