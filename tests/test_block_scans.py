@@ -17,7 +17,8 @@ def _block(seed: int) -> torch.Tensor:
 def test_scan_regions_implementations_agree_with_the_definition(seed):
     y = _block(seed)
     yn = y.numpy()
-    regions = [(np.float32(-np.inf), np.float32(2.0)), (np.float32(4.5), np.float32(4.6)), (np.float32(6.0), np.float32(np.inf))]
+    f = np.float32
+    regions = [(f(-np.inf), f(2.0)), (f(4.5), f(4.6)), (f(6.0), f(np.inf))]
     inside = np.zeros(yn.shape, bool)
     for a, b in regions:
         inside |= (yn >= a) & (yn < b)
