@@ -232,7 +232,7 @@ class FilterSearch:
         out_rows: torch.Tensor | None,
     ) -> torch.Tensor:
         """Fill the rows it can; return the mask of rows with too many candidates."""
-        rows, k = queries.shape[0], self.k
+        rows = queries.shape[0]
         bound = Bound.of(backend, self.dim, self.distance)
         shift = self._shift(bound, q_norm, q_sq)
         lhs = torch.cat([queries, queries.new_ones(rows, 1), shift.float().unsqueeze(1)], dim=1)
@@ -285,7 +285,7 @@ class FilterSearch:
         out_dist: torch.Tensor,
         out_rows: torch.Tensor | None,
     ) -> torch.Tensor:
-        rows, k = queries.shape[0], self.k
+        rows = queries.shape[0]
         scores[excluded] = float("inf")
         grouped = scores.view(rows, self.n_groups, GROUP)
         if scores.dtype == torch.bfloat16:  # positive bf16 values order as their int16 bits (fast)
