@@ -6,6 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_fnmr_fast import _reference as _fnmr_reference
 
 import oml_viz as ov
 from oml_viz.engine import candidates
@@ -234,20 +235,6 @@ def test_unknown_search_method_is_an_error(monkeypatch):
     monkeypatch.setenv("OML_VIZ_SEARCH", "approximate")
     with pytest.raises(ValueError, match="method"):
         ov.retrieve(np.eye(3, dtype=np.float32), [0, 1, 1])
-
-
-def _fnmr_reference(v, labels, groups, n_groups, ps, distance, seq):
-    """numpy.quantile over every non-relevant pair's exact float32 distance, per group."""
-    n = len(v)
-    d = exact_distances(v, v.unsqueeze(0).expand(n, -1, -1), distance).double().numpy()
-    rel = labels[:, None] == labels[None, :]
-    excluded = seq[:, None] == seq[None, :]
-    out = []
-    for g in [None, *range(n_groups)]:
-        m = np.ones(n, bool) if g is None else groups == g
-        neg, pos = d[m][~rel[m] & ~excluded[m]], d[m][rel[m] & ~excluded[m]]
-        out.append([(pos >= np.quantile(neg, p)).mean() for p in ps])
-    return np.array(out)
 
 
 @pytest.mark.parametrize(

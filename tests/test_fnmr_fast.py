@@ -12,17 +12,9 @@ PS = [0.001, 0.02, 0.1, 0.5]
 
 
 def _reference(v, labels, groups, n_groups, ps, distance, seq):
-    """numpy.quantile over every non-relevant, non-excluded pair's exact float32 distance, per group."""
-    n = len(v)
-    d = exact_distances(v, v.unsqueeze(0).expand(n, -1, -1), distance).double().numpy()
-    rel = labels[:, None] == labels[None, :]
-    excluded = seq[:, None] == seq[None, :]
-    out = []
-    for g in [None, *range(n_groups)]:
-        m = np.ones(n, bool) if g is None else groups == g
-        neg, pos = d[m][~rel[m] & ~excluded[m]], d[m][rel[m] & ~excluded[m]]
-        out.append([(pos >= np.quantile(neg, p)).mean() if len(pos) else np.nan for p in ps])
-    return np.array(out)
+    """numpy.quantile reference with every item a query and in the gallery."""
+    ids = np.arange(len(v))
+    return _reference_qg(v, ids, ids, labels, seq, groups, n_groups, ps, distance)
 
 
 def _data(seed, distance, offset=0.0, rounding=False, duplicates=False, n=900, dim=12):

@@ -87,7 +87,7 @@ def leave_one_out_search(
     when the norms are too extreme for the shared shift (the caller then runs the row-by-row search)."""
     gallery, n, dim, device = finder.gallery, finder.n, finder.dim, finder.gallery.device
     backend = finder.backend
-    matrix = finder._matrix(backend)
+    matrix = finder.padded_operand(backend)  # with spare padding rows for whole tiles
     if n == 0 or matrix is None:
         return None
     q_sq = torch.cat([piece.double().pow(2).sum(1) for piece in gallery.split(1024)])  # no float64 copy
@@ -99,7 +99,6 @@ def leave_one_out_search(
     if shared is None:
         return None
     c, shift, bound = shared
-    matrix = finder.padded_operand(backend)  # with spare padding rows for whole tiles
     release_free_heap()
     minima = _group_minima(finder, c, matrix, seq_codes, block_bytes, progress)
     release_free_heap()

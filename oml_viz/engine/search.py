@@ -247,7 +247,7 @@ def _search_filter(
                      and table <= _SYMMETRIC_TABLE_BYTES and np.array_equal(query_ids, gallery_ids))
     if leave_one_out:
         block = filter_block_bytes()
-        spare = tile_width(-(-n_gallery // GROUP) * GROUP, backend, block)
+        spare = tile_width(groups * GROUP, backend, block)
     finder = FilterSearch(gallery, torch.as_tensor(gallery_ids, device=device), distance, k, backend,
                           spare=spare if leave_one_out else 0)
     if leave_one_out:
