@@ -10,7 +10,7 @@ from test_fnmr_fast import _reference as _fnmr_reference
 
 import oml_viz as ov
 from oml_viz.engine import candidates
-from oml_viz.engine.gemm import BACKENDS, choose_backend
+from oml_viz.engine.gemm import BACKENDS, choose_backend, operand_rounding
 from oml_viz.engine.search import exact_distances, unit_rows
 
 FAST = ["torch-bf16", "numpy-fp32", "torch-fp32"]
@@ -183,8 +183,6 @@ def test_fewer_items_than_k_and_empty_rows(monkeypatch):
 )
 def test_score_bound_holds(scale, dim, distance, backend, seed):
     """|s~ - (s + c)| <= B_in + u' |s~| against float64 scores, on the operands as the engine builds them."""
-    from oml_viz.engine.search import query_matrix
-
     rng = np.random.default_rng(seed)
     q = torch.as_tensor(rng.normal(size=(7, dim)) * scale, dtype=torch.float32)
     g = torch.as_tensor(rng.normal(size=(130, dim)) * scale * rng.uniform(0.5, 2, size=(130, 1)),
@@ -195,10 +193,10 @@ def test_score_bound_holds(scale, dim, distance, backend, seed):
     if backend == "cuda-tf32":  # emulate TF32 operands on the CPU: 10 stored bits, round to nearest
         be = candidates.Backend("tf32-emulated", torch.float32, "torch", 2.0**-11, 0.0)
     finder = candidates.FilterSearch(g, torch.arange(130), distance, 3, be)
-    bound = candidates.Bound.of(be, dim, distance)
+    bound = finder.bound(be, operand_rounding(be, q))  # the rounding measured on these rows
     q_norm = q.double().norm(dim=1)
     shift = finder._shift(bound, q_norm, q.double().pow(2).sum(1))
-    lhs = torch.cat([query_matrix(q), shift.float().unsqueeze(1)], 1)
+    lhs = finder.query_operand(q, shift, torch.float32)
     rhs = finder._matrix(be)
     if be.name == "tf32-emulated":
         lhs, rhs = _tf32(lhs), _tf32(rhs)
@@ -210,6 +208,34 @@ def test_score_bound_holds(scale, dim, distance, backend, seed):
     allowed = allowed + bound.u_out * approx.abs()
     assert bool((approx - exact).abs().le(allowed).all())
     assert bool((approx > 0).all())  # the shift makes every score positive
+
+
+def test_measured_rounding_bound_holds_when_every_element_rounds_the_same_way():
+    """The worst case for the measured-ratio bound: every element of parallel rows loses almost u_in in
+    the same direction, so the dot product's error reaches ~2 u_in |q||g|, and the ratio measured on the
+    rows (not a fixed factor) must account for it (euclidean: cosine's unit rows lose the pattern)."""
+    distance = "euclidean"
+    rng = np.random.default_rng(3)
+    dim = 96
+    exps = rng.integers(-3, 4, size=dim)
+    row = torch.as_tensor((1 + 2.0**-8 - 2.0**-16) * 2.0**exps, dtype=torch.float32)  # rounds down by ~u
+    q = row.repeat(4, 1) * torch.tensor([[1.0], [2.0], [4.0], [0.5]])
+    g = row.repeat(130, 1)
+    be = BACKENDS["torch-bf16"]
+    finder = candidates.FilterSearch(g, torch.arange(130), distance, 3, be)
+    rho_q = operand_rounding(be, q)
+    assert rho_q > 0.9 * 2.0**-8 and finder.operand_ratio(be) > 0.9 * 2.0**-8  # measured, not assumed
+    bound = finder.bound(be, rho_q)
+    q_norm = q.double().norm(dim=1)
+    shift = finder._shift(bound, q_norm, q.double().pow(2).sum(1))
+    approx = be.mm(be.prepare(finder.query_operand(q, shift, torch.float32)), finder._matrix(be)).double()[:, :130]
+    qd, gd = q.double(), g.double()
+    exact = (gd * gd).sum(1) - 2 * qd @ gd.T + shift.unsqueeze(1)
+    g_norm = gd.norm(dim=1).unsqueeze(0)
+    allowed = bound.at(q_norm.unsqueeze(1), g_norm, shift.unsqueeze(1)) + bound.u_out * approx.abs()
+    error = (approx - exact).abs()
+    assert bool(error.le(allowed).all())
+    assert float(error.max()) > 0.5 * float((bound.alpha * q_norm.unsqueeze(1) * g_norm).max())  # near-tight
 
 
 def _tf32(x: torch.Tensor) -> torch.Tensor:

@@ -138,7 +138,8 @@ def test_symmetric_bound_holds(scale, dim, distance, backend, seed):
     q_sq = (vd * vd).sum(1)
     norm = q_sq.sqrt()
     c, shift, bound = leave_one_out.shared_shift(finder, norm * (1 + 1e-12), q_sq)
-    lhs = be.prepare(torch.cat([v, v.new_ones(130, 1), c.float().unsqueeze(1)], 1))
+    lhs = leave_one_out._operand_rows(finder, 130)
+    lhs[:, :dim], lhs[:, dim + 2 :] = v, c
     approx = be.mm(lhs, finder._matrix(be)).double()[:, :130]
     real = (q_sq[:, None] + q_sq[None, :] - 2 * vd @ vd.T) if distance == "euclidean" else -(vd @ vd.T)
     constant = float((shift - (q_sq if distance == "euclidean" else 0)).mean())

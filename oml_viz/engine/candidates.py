@@ -4,28 +4,34 @@ The answer is defined by the exact float32 distances of :func:`.search.exact_dis
 formula the engine has always reported) and ties by item id: the k gallery items with the smallest
 ``(distance, id)``. The fast pass only decides which items cannot be in that answer.
 
-**Scores.** With augmented rows (see :mod:`.search`) the real-number score of a pair is
-``s = |g|^2 - 2 q.g`` (euclidean, so ``d^2 = s + |q|^2``) or ``s = -q.g`` (cosine, unit rows, so
-``d = 1 + s``). The fast pass computes ``s + c`` with one more column (``c`` per query, exactly
-representable in bf16, large enough that every score is positive, so that bf16 minima can be taken
-on the bits as int16). A backend (:mod:`.gemm`) rounds the operands with unit roundoff ``u_in``
-(bf16: ``2^-8``; TF32: ``2^-11``; fp32: exact), accumulates in float32 in any order (unit
-``u = 2^-24``, ``gamma = n u / (1 - n u)``, n = D + 3 terms) and rounds the result with ``u_out``
-(bf16 output: ``2^-8``). Then for every pair ``|s~ - (s + c)| <= B_in(q, g) + u' |s~|`` with
+**Scores.** The gallery operand's rows are ``[-2g, n_hi, n_lo, 1, 1]`` (cosine ``[-g, 0, 0, 1, 1]``)
+and the queries' ``[q, 1, 1, c_hi, c_lo]`` (:data:`WIDTH_EXTRA` columns after the vector), so the
+real-number score of a pair is ``s + c`` with ``s = |g|^2 - 2 q.g`` (euclidean, so
+``d^2 = s + |q|^2``) or ``s = -q.g`` (cosine, unit rows, so ``d = 1 + s``). ``n_hi + n_lo`` is the
+float32 ``|g|^2`` split into two values of the operand's dtype (the pair is within ``u_in^2`` of it), and
+``c = c_hi + c_lo`` per query is large enough that every score is positive, so that bf16 minima can
+be taken on the bits as int16 (here ``c_lo = 0``: ``c`` is a bf16 value; :mod:`.leave_one_out` uses
+both). A backend (:mod:`.gemm`) rounds the operands with unit roundoff ``u_in`` (bf16: ``2^-8``;
+TF32: ``2^-11``; fp32: exact), accumulates in float32 in any order (unit ``u = 2^-24``,
+``gamma = n u / (1 - n u)``, n = D + 4 terms) and rounds the result with ``u_out`` (bf16 output:
+``2^-8``). Then for every pair ``|s~ - (s + c)| <= B_in(q, g) + u' |s~|`` with
 ``u' = u_out / (1 - u_out)`` and ``B_in = alpha |q||g| + beta |g|^2 + gamma c + eps (1 + |q| + 2|g|)``:
 
-- operands: each product ``q_i g_i`` moves by at most ``(2 u_in + u_in^2) |q_i g_i|``, and
-  ``sum |q_i g_i| <= |q||g|`` (Cauchy-Schwarz); the ``|g|^2`` entry is computed in float32
-  (``gamma``) then rounded (``u_in``); ``c`` and the ones are exact;
+- operands: the rounded vectors are ``q + e_q`` and ``g + e_g`` with ``|e_q| <= r_q |q|`` and
+  ``|e_g| <= r_g |g|``, where ``r`` is the largest ratio measured on the rows themselves
+  (:func:`.gemm.operand_rounding`; at most ``u_in`` but for denormals, ~0.52 ``u_in`` for bf16), so by
+  Cauchy-Schwarz the dot product moves by at most ``(r_q + r_g + r_q r_g) |q||g|``; the ``|g|^2`` pair
+  is computed in float32 (``gamma``) and split (``v = u_in^2``; a backend that rounds inside the
+  product, TF32, rounds it again: ``v = u_in``); ``c`` and the ones are exact;
 - accumulation: ``gamma`` times the sum of the magnitudes of the terms, at most
-  ``f (1+u_in)^2 |q||g| + (1+u_in)(1+gamma) |g|^2 + c`` (``f = 2`` euclidean, ``1`` cosine, which
-  has no ``|g|^2`` term);
+  ``f (1+r_q)(1+r_g) |q||g| + (1+u_in)^2 (1+gamma) |g|^2 + c`` (``f = 2`` euclidean, ``1`` cosine,
+  which has no ``|g|^2`` term);
 - output rounding: ``u_out |exact sum| <= u' |s~|``;
-- ``eps = 8 (D + 3) 2^-126`` covers denormals flushed to zero by bf16 dot-product instructions.
+- ``eps = 8 (D + 4) 2^-126`` covers denormals flushed to zero by bf16 dot-product instructions.
 
-So ``alpha = f (2 u_in + u_in^2) + gamma f (1 + u_in)^2`` and
-``beta = gamma + u_in (1 + gamma) + gamma (1 + u_in)(1 + gamma)`` (euclidean), each raised by 1 %
-for the float64 arithmetic that applies them.
+So ``alpha = f (r_q + r_g + r_q r_g) + gamma f (1 + r_q)(1 + r_g)`` and
+``beta = gamma + v (1 + gamma) + gamma (1 + u_in)^2 (1 + gamma)`` (euclidean), each raised by 1 % for
+the float64 arithmetic that applies them. Without measured ratios ``r = u_in``.
 
 **Exact distances.** The float32 formula ``d~`` is within a relative ``theta = 2 (D + 8) u`` of the
 real distance (squared, euclidean) plus ``(D + 2) 2^-125`` for squares below the normal range; cosine's
@@ -50,7 +56,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .gemm import Backend, fp32_backend
+from .gemm import Backend, fp32_backend, operand_rounding
 from .topk import GROUP, ordered_int
 
 U32 = 2.0**-24
@@ -61,6 +67,7 @@ _PAD = 1e38
 _INVALID = 1e37
 _PIECE = 1024  # gallery rows converted at once (small pieces: the transients stay a few MB)
 _SAFE_SCORE = 1e35  # larger possible scores could reach the padding sentinels: use exact pieces
+WIDTH_EXTRA = 4  # operand columns after the vector: gallery [n_hi, n_lo, 1, 1], queries [1, 1, c_hi, c_lo]
 
 
 def _gamma(n: int) -> float:
@@ -78,23 +85,31 @@ class Bound:
     u_out: float  # u_out / (1 - u_out)
 
     @classmethod
-    def of(cls, backend: Backend, dim: int, distance: str) -> Bound:
-        """The bound of ``backend``'s scores for ``dim``-dimensional vectors (derivation: module doc).
+    def of(cls, backend: Backend, dim: int, distance: str, rho_q: float | None = None,
+           rho_g: float | None = None) -> Bound:
+        """The bound of ``backend``'s scores for ``dim``-dimensional vectors (derivation: module doc);
+        ``rho_q`` / ``rho_g``: the operands' measured rounding ratios (:func:`.gemm.operand_rounding`),
+        ``u_in`` when not given.
 
         Example:
             >>> from oml_viz.engine.gemm import BACKENDS
             >>> b = Bound.of(BACKENDS["torch-bf16"], 384, "euclidean")
             >>> 4 * 2**-8 < b.alpha < 4.1 * 2**-8, b.u_out > 2**-8
             (True, True)
+            >>> Bound.of(BACKENDS["torch-bf16"], 384, "euclidean", 0.52 * 2**-8, 0.52 * 2**-8).alpha < 2.2 * 2**-8
+            True
         """
-        u_in, g = backend.u_in, _gamma(dim + 3)
+        u_in, g = backend.u_in, _gamma(dim + WIDTH_EXTRA)
+        r_q = u_in if rho_q is None else rho_q
+        r_g = u_in if rho_g is None else rho_g
         f = 2.0 if distance == "euclidean" else 1.0
-        alpha = f * (2 * u_in + u_in**2) + g * f * (1 + u_in) ** 2
+        alpha = f * (r_q + r_g + r_q * r_g) + g * f * (1 + r_q) * (1 + r_g)
         beta = 0.0
         if distance == "euclidean":
-            beta = g + u_in * (1 + g) + g * (1 + u_in) * (1 + g)
+            v = u_in**2 if backend.dtype != torch.float32 else u_in  # the split |g|^2 (module doc)
+            beta = g + v * (1 + g) + g * (1 + u_in) ** 2 * (1 + g)
         u_out = backend.u_out / (1 - backend.u_out)
-        return cls(alpha * 1.01, beta * 1.01, g * 1.01, 8 * (dim + 3) * TINY, u_out * 1.01)
+        return cls(alpha * 1.01, beta * 1.01, g * 1.01, 8 * (dim + WIDTH_EXTRA) * TINY, u_out * 1.01)
 
     def at(self, q_norm: torch.Tensor, g_norm: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """``B_in`` for (broadcast) norms and shifts, float64."""
@@ -151,40 +166,68 @@ class FilterSearch:
         self.max_norm = float(norms.max()) if self.n else 0.0
         self.fp32 = fp32_backend(gallery.device)
         self._matrices: dict[str, torch.Tensor | None] = {}
+        self._rho: dict[str, float] = {}
         self.backend = backend if self._matrix(backend) is not None else self.fp32
 
     def _matrix(self, backend: Backend) -> torch.Tensor | None:
-        """The gallery operand in ``backend``'s dtype, (padded G, D + 2); None when rounding made it
-        non-finite."""
+        """The gallery operand in ``backend``'s dtype, (padded G, D + WIDTH_EXTRA); None when rounding
+        made it non-finite."""
         m = self.padded_operand(backend)
         return None if m is None else m[: self.padded]
 
     def padded_operand(self, backend: Backend) -> torch.Tensor | None:
         """:meth:`_matrix` with ``spare`` more padding rows (they score +PAD against any query)."""
         if backend.name not in self._matrices:
-            m = self._augmented(backend.dtype)
+            m = self._augmented(backend)
             if m.dtype != backend.dtype or not m.is_contiguous():
                 m = backend.prepare(m)
             finite = all(bool(torch.isfinite(m[i : min(i + _PIECE, self.n)]).all()) for i in range(0, self.n, _PIECE))
             self._matrices[backend.name] = m if finite else None
         return self._matrices[backend.name]
 
-    def _augmented(self, dtype: torch.dtype) -> torch.Tensor:
-        """(padded G + spare, D + 2) rows ``[-2g, |g|^2, 1]`` (cosine ``[-g, 0, 1]``) in ``dtype``, built in
-        pieces so that no float32 copy of the whole gallery is held next to the result."""
+    def operand_ratio(self, backend: Backend) -> float:
+        """The gallery operand's measured rounding ratio on ``backend`` (:func:`.gemm.operand_rounding`)."""
+        self.padded_operand(backend)
+        return self._rho[backend.name]
+
+    def bound(self, backend: Backend, rho_q: float | None = None) -> Bound:
+        """:class:`Bound` of ``backend``'s scores against this gallery (``rho_q``: the queries' measured
+        rounding ratio)."""
+        return Bound.of(backend, self.dim, self.distance, rho_q, self.operand_ratio(backend))
+
+    def _augmented(self, backend: Backend) -> torch.Tensor:
+        """(padded G + spare, D + WIDTH_EXTRA) rows ``[-2g, n_hi, n_lo, 1, 1]`` (cosine ``[-g, 0, 0, 1, 1]``,
+        module doc) in ``dtype``, built in pieces so that no float32 copy of the whole gallery is held next
+        to the result; records the rows' measured rounding (:func:`.gemm.operand_rounding`)."""
         from .search import _PAD_SCORE
 
-        g, n, dim = self.gallery, self.n, self.dim
-        out = torch.zeros(self.padded + self.spare, dim + 2, dtype=dtype, device=g.device)
+        g, n, dim, dtype = self.gallery, self.n, self.dim, backend.dtype
+        rho = 0.0
+        out = torch.zeros(self.padded + self.spare, dim + WIDTH_EXTRA, dtype=dtype, device=g.device)
         for start in range(0, n, _PIECE):
             piece = g[start : start + _PIECE]
+            rows = slice(start, start + len(piece))
+            vectors = -2 * piece if self.distance == "euclidean" else -piece
+            out[rows, :dim] = vectors.to(dtype)
+            rho = max(rho, operand_rounding(backend, vectors))
             if self.distance == "euclidean":
-                out[start : start + len(piece), :dim] = (-2 * piece).to(dtype)
-                out[start : start + len(piece), dim] = (piece * piece).sum(1).to(dtype)
-            else:
-                out[start : start + len(piece), :dim] = (-piece).to(dtype)
-        out[:n, dim + 1] = 1
+                out[rows, dim : dim + 2] = split(piece.pow(2).sum(1), dtype)
+        self._rho[backend.name] = rho
+        out[:n, dim + 2 :] = 1
         out[n:, dim] = _PAD_SCORE
+        return out
+
+    def query_operand(self, queries: torch.Tensor, c: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """(R, D + WIDTH_EXTRA) query rows ``[q, 1, 1, c_hi, c_lo]`` in ``dtype`` (``c`` float64, per query).
+
+        Example:
+            >>> f = FilterSearch(torch.ones(1, 2), torch.arange(1), "euclidean", 1, fp32_backend(torch.device("cpu")))
+            >>> f.query_operand(torch.ones(1, 2), torch.tensor([3.0], dtype=torch.float64), torch.bfloat16).tolist()
+            [[1.0, 1.0, 1.0, 1.0, 3.0, 0.0]]
+        """
+        out = torch.ones(queries.shape[0], self.dim + WIDTH_EXTRA, dtype=dtype, device=queries.device)
+        out[:, : self.dim] = queries
+        out[:, self.dim + 2 :] = split(c, dtype)
         return out
 
     def run(
@@ -232,10 +275,9 @@ class FilterSearch:
         out_rows: torch.Tensor | None,
     ) -> torch.Tensor:
         """Fill the rows it can; return the mask of rows with too many candidates."""
-        rows = queries.shape[0]
-        bound = Bound.of(backend, self.dim, self.distance)
+        bound = self.bound(backend, operand_rounding(backend, queries))
         shift = self._shift(bound, q_norm, q_sq)
-        lhs = torch.cat([queries, queries.new_ones(rows, 1), shift.float().unsqueeze(1)], dim=1)
+        lhs = self.query_operand(queries, shift, backend.dtype)
         scores = backend.mm(backend.prepare(lhs), self._matrix(backend))
         with _bookkeeping_threads(scores.device):
             return self._select(backend, bound, scores, queries, q_norm, q_sq, shift, excluded,
@@ -414,6 +456,19 @@ def _bookkeeping_threads(device: torch.device) -> Iterator[None]:
         return
     with torch_threads(1):
         yield
+
+
+def split(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N, 2) ``[hi, lo]`` in ``dtype`` with ``hi + lo`` within ``u^2 |values|`` of ``values`` (``u``:
+    ``dtype``'s unit roundoff; float32 values in float32 give ``lo = 0``).
+
+    Example:
+        >>> split(torch.tensor([1 + 2**-9 + 2**-12], dtype=torch.float64), torch.bfloat16).double().sum().item() - 1
+        0.002197265625
+    """
+    hi = values.to(dtype)
+    lo = (values - hi.to(values.dtype)).to(dtype)
+    return torch.stack([hi, lo], dim=1)
 
 
 def _subset(

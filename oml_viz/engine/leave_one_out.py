@@ -13,11 +13,11 @@ on serves both the rows (their scores along each row) and the later columns (dow
 
 So the answer is FilterSearch's (tested equal on near-ties, duplicates, sequences, both distances).
 
-**Symmetric scores.** The product's rows are ``[x, 1, c_x]`` against the gallery's ``[-2g, |g|^2, 1]``
-(cosine ``[-g, 0, 1]``) as in :mod:`.candidates`, with ``c_x`` the backend's rounding of ``|x|^2 + C``
-(cosine: of ``C``) for one constant ``C``. Its real value for the pair (i, j) is
-``T(i, j) + delta_i``, where ``T = d^2 + C`` (cosine ``C - cos``) is symmetric and ``delta_i`` the
-rounding of ``c_i``. The computed score is within ``B(i, j) + |delta_i|`` of ``T(i, j)`` (``B`` from
+**Symmetric scores.** The product's rows are ``[x, 1, 1, c_hi, c_lo]`` against the gallery's
+``[-2g, n_hi, n_lo, 1, 1]`` (cosine ``[-g, 0, 0, 1, 1]``) as in :mod:`.candidates`, with ``c_hi + c_lo`` the
+backend's two-term rounding of ``|x|^2 + C`` (cosine: of ``C``) for one constant ``C``. Its real value
+for the pair (i, j) is ``T(i, j) + delta_i``, where ``T = d^2 + C`` (cosine ``C - cos``) is symmetric
+and ``delta_i`` the rounding of ``c_i`` (bf16: ``2^-16`` relative). The computed score is within ``B(i, j) + |delta_i|`` of ``T(i, j)`` (``B`` from
 :class:`.candidates.Bound`, whose roles are not symmetric), so :class:`SymmetricBound` bounds both
 roles: ``alpha |x||g| + beta max(|x|, |g|)^2 + gamma c_max + eps (1 + 3 max(|x|, |g|)) + max |delta|``.
 Seen from query x, ``T(x, j) = s(x, j) + shift_x`` with ``shift_x = |x|^2 + C`` (cosine ``C``), the
@@ -32,8 +32,8 @@ import torch
 from tqdm.auto import tqdm
 
 from . import candidates
-from .candidates import Bound, FilterSearch, _bookkeeping_threads, _SAFE_SCORE
-from .gemm import Backend
+from .candidates import WIDTH_EXTRA, Bound, FilterSearch, _bookkeeping_threads, _SAFE_SCORE, split
+from .gemm import Backend, operand_rounding
 from .heap import release_free_heap
 from .topk import GROUP
 
@@ -56,8 +56,10 @@ class SymmetricBound(Bound):
     delta: float = 0.0  # the largest rounding of a shift column value
 
     @classmethod
-    def of_pair(cls, backend: Backend, dim: int, distance: str, c_max: float, delta: float) -> SymmetricBound:
-        """The symmetric bound for ``dim``-dimensional vectors on ``backend``.
+    def of_pair(cls, backend: Backend, dim: int, distance: str, c_max: float, delta: float,
+                rho: float | None = None) -> SymmetricBound:
+        """The symmetric bound for ``dim``-dimensional vectors on ``backend`` (``rho``: the operands'
+        largest measured rounding ratio, both roles; ``u_in`` when not given).
 
         Example:
             >>> from oml_viz.engine.gemm import BACKENDS
@@ -66,7 +68,7 @@ class SymmetricBound(Bound):
             >>> bool(b.at(one, three, one) == b.at(three, one, one))  # the same for both roles
             True
         """
-        b = Bound.of(backend, dim, distance)
+        b = Bound.of(backend, dim, distance, rho, rho)
         return cls(b.alpha, b.beta, b.gamma, b.eps, b.u_out, c_max * 1.01, delta * 1.01 + 1e-30)
 
     def at(self, q_norm: torch.Tensor, g_norm: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -124,26 +126,31 @@ def leave_one_out_search(
 def shared_shift(
     finder: FilterSearch, q_norm: torch.Tensor, q_sq: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, SymmetricBound] | None:
-    """The shift column ``c`` (the backend's dtype, one per item), ``shift`` = T - s per item (float64)
-    and the bound of :class:`SymmetricBound`; None when a rounded ``c`` falls short or overflows.
+    """The shift columns ``c`` ((N, 2) ``[c_hi, c_lo]`` in the backend's dtype), ``shift`` = T - s per item
+    (float64) and the bound of :class:`SymmetricBound`; None when a rounded ``c`` falls short or overflows.
 
     Every ``c_x`` is at least what :class:`.candidates.FilterSearch` asks of its own shift (so that every
     score is positive), and ``c_x - shift_x`` is the rounding ``delta_x`` that the bound takes in.
+    Both roles' operands are rounded: the bound takes the larger measured ratio of the two.
     """
     backend, euclid, device = finder.backend, finder.distance == "euclidean", q_norm.device
-    row_bound = Bound.of(backend, finder.dim, finder.distance)
+    rho_rows = operand_rounding(backend, finder.gallery)
+    row_bound = finder.bound(backend, rho_rows)
+    rho = max(rho_rows, finder.operand_ratio(backend))
     lowest = q_sq if euclid else q_norm * finder.max_norm
     gm = torch.tensor(finder.max_norm, dtype=torch.float64, device=device)
     need = lowest * (1 + 2**-6) + 2 * row_bound.at(q_norm, gm, 4 * lowest + 4) + 1e-30
     base = q_sq if euclid else torch.zeros_like(q_sq)
     big_c = float((need - base).max()) + 2**-6 * float(need.max())
     target = base + big_c
-    c = target.to(backend.dtype)
-    c64 = c.double()
+    c = split(target, backend.dtype)
+    c64 = c.double().sum(1)
     if not bool((c64 >= need).all()) or not bool(torch.isfinite(c64).all()):
         return None
     delta = float((c64 - target).abs().max()) + 1e-12 * float(target.max())
-    return c, target, SymmetricBound.of_pair(backend, finder.dim, finder.distance, float(c64.max()), delta)
+    if backend.dtype == torch.float32:  # a backend that rounds inside the product rounds c too
+        delta += backend.u_in * float(c64.abs().max())
+    return c, target, SymmetricBound.of_pair(backend, finder.dim, finder.distance, float(c64.max()), delta, rho)
 
 
 def _answer(
@@ -245,7 +252,7 @@ def _group_minima(
     for a in tqdm(starts, desc="retrieval", unit="block", disable=not progress, leave=False):
         real = min(rows, n - a)
         block[:real, : finder.dim] = finder.gallery[a : a + real]
-        block[:real, -1] = c[a : a + real]
+        block[:real, finder.dim + 2 :] = c[a : a + real]
         if real < rows:  # padding rows score +PAD against every item: never a minimum
             block[real:] = 0
             block[real:, -1] = 1e38
@@ -285,7 +292,7 @@ def _rescore(
             last = min(first + _RESCORE_ROWS, bounds[group + 1])
             xs = x[first:last]
             rows[: len(xs), : finder.dim] = finder.gallery.index_select(0, xs)  # rows past len(xs): ignored
-            rows[: len(xs), -1] = c[xs]
+            rows[: len(xs), finder.dim + 2 :] = c[xs]
             backend.mm(rows, matrix[group * GROUP : (group + 1) * GROUP], out=scores)
             hit_row, hit_col = (scores[: len(xs)].float() <= thr32[first:last].unsqueeze(1)).nonzero().unbind(1)
             out_x.append(xs[hit_row])
@@ -297,9 +304,10 @@ def _rescore(
 
 
 def _operand_rows(finder: FilterSearch, rows: int) -> torch.Tensor:
-    """A (rows, D + 2) buffer for query rows ``[x, 1, c_x]`` in the backend's dtype (ones set)."""
-    out = torch.zeros(rows, finder.dim + 2, dtype=finder.backend.dtype, device=finder.gallery.device)
-    out[:, finder.dim] = 1
+    """A (rows, D + WIDTH_EXTRA) buffer for query rows ``[x, 1, 1, c_hi, c_lo]`` in the backend's dtype
+    (ones set)."""
+    out = torch.zeros(rows, finder.dim + WIDTH_EXTRA, dtype=finder.backend.dtype, device=finder.gallery.device)
+    out[:, finder.dim : finder.dim + 2] = 1
     return out
 
 
