@@ -300,7 +300,7 @@ class FilterSearch:
         k = self.k
         # tau: the k smallest group minima are k distinct items; their bound at the largest norm
         if self.n_groups >= k:
-            kth = torch.topk(minima32, k, dim=1, largest=False, sorted=False).values.amax(dim=1).double()
+            kth = _kth_smallest(minima32, k).double()
             gm = torch.tensor(self.max_norm, dtype=torch.float64, device=kth.device)
             tau = kth + bound.u_out * kth.abs() + bound.at(q_norm, gm, shift) - shift
             tau = torch.where(kth < _INVALID, tau, torch.full_like(tau, float("inf")))
@@ -456,6 +456,18 @@ def _bookkeeping_threads(device: torch.device) -> Iterator[None]:
         return
     with torch_threads(1):
         yield
+
+
+def _kth_smallest(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Each row's k-th smallest value (numpy's partition on CPU: 5x faster than torch's topk there).
+
+    Example:
+        >>> _kth_smallest(torch.tensor([[3.0, 1.0, 2.0], [0.0, 5.0, 4.0]]), 2).tolist()
+        [2.0, 4.0]
+    """
+    if x.device.type == "cpu":
+        return torch.from_numpy(np.partition(x.numpy(), k - 1, axis=1)[:, k - 1])
+    return torch.topk(x, k, dim=1, largest=False, sorted=False).values.amax(dim=1)
 
 
 def split(values: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
