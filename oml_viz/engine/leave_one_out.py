@@ -46,6 +46,7 @@ _TILE_BYTES = 4 * 2**20
 # queries a rescoring product holds (one shape: see _group_minima); small, because a pass's queries keep
 # a group ~N/30 times at 50k and the last product of each group is padded (256: 330 GFLOP/s, 1024: 390)
 _RESCORE_ROWS = 256
+_RESCORE_BATCH = 16  # pieces per batched rescoring product (390 GFLOP/s; one piece a product: 280)
 _PASS_QUERIES = 32768  # queries answered together: one product per kept group for all of them
 _INF16 = 0x7F80  # bfloat16 +inf as int16 bits
 
@@ -280,50 +281,72 @@ def _rescore(
     finder: FilterSearch, c: torch.Tensor, matrix: torch.Tensor, x: torch.Tensor, g: torch.Tensor, thr32: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(query, gallery position) of every item of the kept (query ``x``, group ``g``) pairs whose score
-    is at most the pair's threshold: per group, products of its items (as queries: the other role, which
-    the symmetric bound covers) with the gallery rows of the queries that kept it, gathered in place.
+    is at most the pair's threshold.
 
-    Fixed buffers throughout: new tensors per product, interleaved with the kept hits, fragmented the
-    heap (measured: +76 MB resident at 50k)."""
+    Per group, its items (as queries: the other role, which the symmetric bound covers) against the
+    gallery rows of the queries that kept it, in pieces of ``_RESCORE_ROWS`` queries; ``_RESCORE_BATCH``
+    pieces go through one batched product (per-piece steps cost more than the products here). Fixed
+    buffers throughout: new tensors per product, interleaved with the kept hits, fragmented the heap
+    (measured: +76 MB resident at 50k)."""
     order = torch.argsort(g, stable=True)
     x, g, thr32 = x[order], g[order], thr32[order]
-    bounds = torch.searchsorted(g, torch.arange(int(g.max()) + 2 if len(g) else 1, device=g.device)).tolist()
     backend, n, dim, device = finder.backend, finder.n, finder.dim, c.device
     dtype = backend.dtype if backend.library == "torch" else torch.float32
-    items = _operand_rows(finder, GROUP)
-    others = torch.zeros(_RESCORE_ROWS, matrix.shape[1], dtype=matrix.dtype, device=device)
-    scores = torch.empty(GROUP, _RESCORE_ROWS, dtype=dtype, device=device)
     bits = dtype == torch.bfloat16
-    thr_bits = _ceiling_bits(thr32) if bits else None
+    # the pieces: (group, first pair, pairs); a slot past a piece's pairs gets a threshold no score meets
+    groups, counts = torch.unique_consecutive(g, return_counts=True)
+    per_group = -(-counts // _RESCORE_ROWS)
+    piece_group = torch.repeat_interleave(groups, per_group)
+    group_start = torch.cumsum(counts, 0) - counts
+    piece_rank = torch.arange(len(piece_group), device=device) - torch.repeat_interleave(
+        torch.cumsum(per_group, 0) - per_group, per_group)
+    piece_first = torch.repeat_interleave(group_start, per_group) + piece_rank * _RESCORE_ROWS
+    piece_end = torch.repeat_interleave(group_start + counts, per_group)
+    slots = torch.arange(_RESCORE_ROWS, device=device)
+    thr = _ceiling_bits(thr32) if bits else thr32
+    never = -1 if bits else float("-inf")
+
+    batch, width = _RESCORE_BATCH, matrix.shape[1]
+    items = torch.zeros(batch * GROUP, width, dtype=dtype, device=device)
+    others = torch.zeros(batch * _RESCORE_ROWS, width, dtype=matrix.dtype, device=device)
+    scores = torch.empty(batch, GROUP, _RESCORE_ROWS, dtype=dtype, device=device)
+    item_slots = torch.arange(GROUP, device=device)
     size, capacity = 0, len(x) + 1024
     out_x = torch.empty(capacity, dtype=torch.int64, device=device)
     out_j = torch.empty(capacity, dtype=torch.int64, device=device)
-    for group in range(len(bounds) - 1):
-        if bounds[group] == bounds[group + 1]:
-            continue
-        lo = group * GROUP
-        real = min(GROUP, n - lo)
-        items[:real, :dim] = finder.gallery[lo : lo + real]
-        items[:real, dim + 2 :] = c[lo : lo + real]
-        if real < GROUP:  # padding items score +PAD against every row: never under a threshold
-            items[real:] = 0
-            items[real:, -1] = 1e38
-        for first in range(bounds[group], bounds[group + 1], _RESCORE_ROWS):
-            last = min(first + _RESCORE_ROWS, bounds[group + 1])
-            m = last - first
-            torch.index_select(matrix, 0, x[first:last], out=others[:m])  # rows past m: stale, ignored
-            backend.mm(items, others, out=scores)
-            if bits:  # positive bf16 scores order as their int16 bits (3x faster than a float compare)
-                hits = scores[:, :m].view(torch.int16) <= thr_bits[first:last].unsqueeze(0)
-            else:
-                hits = scores[:, :m] <= thr32[first:last].unsqueeze(0)
-            item, query = hits.nonzero().unbind(1)
-            if size + len(item) > capacity:
-                capacity = 2 * (size + len(item))
-                out_x, out_j = (torch.cat([t[:size], t.new_empty(capacity - size)]) for t in (out_x, out_j))
-            torch.index_select(x, 0, query + first, out=out_x[size : size + len(item)])
-            torch.add(item, lo, out=out_j[size : size + len(item)])
-            size += len(item)
+    for b0 in range(0, len(piece_group), batch):
+        pg = piece_group[b0 : b0 + batch]
+        pos = piece_first[b0 : b0 + batch, None] + slots
+        valid = pos < piece_end[b0 : b0 + batch, None]
+        if len(pg) < batch:  # the last batch: dummy pieces (group 0, no valid slot) keep one shape
+            pad = batch - len(pg)
+            pg = torch.cat([pg, pg.new_zeros(pad)])
+            pos, valid = torch.cat([pos, pos.new_zeros(pad, _RESCORE_ROWS)]), torch.cat([valid, valid.new_zeros(pad, _RESCORE_ROWS)])
+        pos = torch.where(valid, pos, 0).view(-1)
+        queries = x[pos]
+        limit = torch.where(valid.view(-1), thr[pos], never).view(batch, 1, _RESCORE_ROWS)
+        torch.index_select(matrix, 0, queries, out=others)
+        item_ids = (pg[:, None] * GROUP + item_slots).view(-1)
+        real = item_ids < n
+        safe = item_ids.clamp(max=n - 1)
+        items[:, :dim] = finder.gallery.index_select(0, safe)
+        items[:, dim : dim + 2] = 1
+        items[:, dim + 2 :] = c[safe]
+        if not bool(real.all()):  # padding items score +PAD against every row: never under a threshold
+            items[~real] = 0
+            items[~real, -1] = 1e38
+        torch.bmm(items.view(batch, GROUP, width), others.view(batch, _RESCORE_ROWS, width).transpose(1, 2), out=scores)
+        if bits:  # positive bf16 scores order as their int16 bits (3x faster than a float compare)
+            hits = scores.view(torch.int16) <= limit
+        else:
+            hits = scores <= limit
+        piece, item, slot = hits.nonzero().unbind(1)
+        if size + len(item) > capacity:
+            capacity = 2 * (size + len(item))
+            out_x, out_j = (torch.cat([t[:size], t.new_empty(capacity - size)]) for t in (out_x, out_j))
+        torch.index_select(queries, 0, piece * _RESCORE_ROWS + slot, out=out_x[size : size + len(item)])
+        torch.add(item, pg[piece] * GROUP, out=out_j[size : size + len(item)])
+        size += len(item)
     return out_x[:size], out_j[:size]
 
 
