@@ -102,14 +102,17 @@ def _reference_qg(v, q_ids, g_ids, labels, seq, q_groups, n_groups, ps, distance
     return np.array(out)
 
 
-@pytest.mark.parametrize("block_bytes", [None, 20_000])
+@pytest.mark.parametrize("small", [False, True])
 @pytest.mark.parametrize("layout", ["leave-one-out", "overlapping subsets", "disjoint", "shuffled ids"])
-def test_single_pass_over_query_and_gallery_layouts(monkeypatch, layout, block_bytes):
+def test_single_pass_over_query_and_gallery_layouts(monkeypatch, layout, small):
     """The leave-one-out pass scores each unordered pair once (blocks split at group boundaries); other
-    layouts score every pair; small blocks force many blocks and segments."""
+    layouts score every pair; small blocks and tiles (sizes that divide nothing) force many blocks, tiles
+    and segments cut by tile edges."""
     monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 150)
-    if block_bytes:
-        monkeypatch.setattr(fnmr, "_BLOCK_BYTES", block_bytes)
+    if small:
+        monkeypatch.setattr(fnmr, "_BLOCK_BYTES", 20_000)
+        monkeypatch.setattr(fnmr, "_TILE_ROWS", 47)
+        monkeypatch.setattr(fnmr, "_TILE_COLS", 83)
     v, labels, seq, _ = _data(7, "euclidean", n=700)
     rng = np.random.default_rng(8)
     q_ids, g_ids = {
