@@ -7,7 +7,7 @@ on serves both the rows (their scores along each row) and the later columns (dow
    block on) keep only the smallest score of every group of 128 items (:data:`.topk.GROUP`), for both
    views: a (N, groups) table of group minima (39 MB at N = 50k in bf16 bits).
 2. The table gives each query its group thresholds exactly as :class:`.candidates.FilterSearch` derives
-   them; only the groups that pass are scored again (about 25 of 391 per query at N = 50k), their items
+   them; only the groups that pass are scored again (about 14 of 391 per query at N = 50k), their items
    filtered by the same thresholds and verified with the exact distances of :mod:`.candidates`. Rows
    left with too many groups or candidates go through :class:`.candidates.FilterSearch` itself.
 
@@ -17,8 +17,9 @@ So the answer is FilterSearch's (tested equal on near-ties, duplicates, sequence
 ``[-2g, n_hi, n_lo, 1, 1]`` (cosine ``[-g, 0, 0, 1, 1]``) as in :mod:`.candidates`, with ``c_hi + c_lo`` the
 backend's two-term rounding of ``|x|^2 + C`` (cosine: of ``C``) for one constant ``C``. Its real value
 for the pair (i, j) is ``T(i, j) + delta_i``, where ``T = d^2 + C`` (cosine ``C - cos``) is symmetric
-and ``delta_i`` the rounding of ``c_i`` (bf16: ``2^-16`` relative). The computed score is within ``B(i, j) + |delta_i|`` of ``T(i, j)`` (``B`` from
-:class:`.candidates.Bound`, whose roles are not symmetric), so :class:`SymmetricBound` bounds both
+and ``delta_i`` the rounding of ``c_i`` (bf16: ``2^-16`` relative). The computed score is within
+``B(i, j) + |delta_i|`` of ``T(i, j)`` (``B`` from :class:`.candidates.Bound`, whose roles are not
+symmetric, with the larger of the two roles' measured rounding ratios), so :class:`SymmetricBound` bounds both
 roles: ``alpha |x||g| + beta max(|x|, |g|)^2 + gamma c_max + eps (1 + 3 max(|x|, |g|)) + max |delta|``.
 Seen from query x, ``T(x, j) = s(x, j) + shift_x`` with ``shift_x = |x|^2 + C`` (cosine ``C``), the
 score/real-score relation that FilterSearch's thresholds take.
@@ -325,7 +326,8 @@ def _rescore(
         if len(pg) < batch:  # the last batch: dummy pieces (group 0, no valid slot) keep one shape
             pad = batch - len(pg)
             pg = torch.cat([pg, pg.new_zeros(pad)])
-            pos, valid = torch.cat([pos, pos.new_zeros(pad, _RESCORE_ROWS)]), torch.cat([valid, valid.new_zeros(pad, _RESCORE_ROWS)])
+            pos = torch.cat([pos, pos.new_zeros(pad, _RESCORE_ROWS)])
+            valid = torch.cat([valid, valid.new_zeros(pad, _RESCORE_ROWS)])
         pos = torch.where(valid, pos, 0).view(-1)
         queries = x[pos]
         limit = torch.where(valid.view(-1), thr[pos], never).view(batch, 1, _RESCORE_ROWS)
