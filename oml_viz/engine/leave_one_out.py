@@ -188,16 +188,11 @@ def _answer(
     with _bookkeeping_threads(device):
         for start in range(0, len(rows), _QUERY_CHUNK):
             sub = rows[start : start + _QUERY_CHUNK]
-            m32 = _as_float(minima[sub])
-            threshold = finder.group_thresholds(bound, m32, q_norm[sub], q_sq[sub], shift[sub])
-            keep = m32.double() <= threshold
-            too_many = keep.sum(1) * GROUP > 8 * candidates.MAX_CANDIDATES
+            x, g, thr32 = finder.kept_groups(bound, _as_float(minima[sub]), q_norm[sub], q_sq[sub], shift[sub])
+            too_many = torch.bincount(x, minlength=len(sub)) * GROUP > 8 * candidates.MAX_CANDIDATES
             heavy[sub] = too_many
-            keep &= ~too_many.unsqueeze(1)
-            x, g = keep.nonzero().unbind(1)
-            thr = threshold[x, g]
-            thr32 = thr.float()  # rounded up: a float32 comparison stays conservative
-            thr32 = torch.where(thr32.double() < thr, torch.nextafter(thr32, thr32.new_tensor(float("inf"))), thr32)
+            light = ~too_many[x]
+            x, g, thr32 = x[light], g[light], thr32[light]
             if size + len(x) > capacity:
                 capacity = 2 * (size + len(x))
                 pair_x, pair_g, pair_thr = (torch.cat([t[:size], t.new_empty(capacity - size)])
