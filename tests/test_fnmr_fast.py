@@ -126,3 +126,36 @@ def test_single_pass_over_query_and_gallery_layouts(monkeypatch, layout, small):
     out = fnmr._fnmr_single_pass(*args)
     assert out is not None
     np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean"))
+
+
+@pytest.mark.parametrize("layout", ["leave-one-out", "disjoint"])
+def test_the_pass_shows_progress_in_pairs_from_the_retrieval_size(monkeypatch, capsys, layout):
+    """A bar for the long pass that reaches its total (every pair scored, with tiles that divide nothing),
+    only for big problems (the size from which retrieval shows one)."""
+    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 150)
+    monkeypatch.setattr(fnmr, "_TILE_ROWS", 47)
+    monkeypatch.setattr(fnmr, "_TILE_COLS", 83)
+    ends = []
+
+    class Recording(fnmr.tqdm):
+        def close(self):
+            if not ends or ends[-1] is not self:
+                ends.append(self)
+                self.final = (self.n, self.total, self.disable)
+            super().close()
+
+    monkeypatch.setattr(fnmr, "tqdm", Recording)
+    v, labels, seq, _ = _data(7, "euclidean", n=700)
+    q_ids, g_ids = (np.arange(700), np.arange(700)) if layout == "leave-one-out" else (np.arange(300), np.arange(300, 700))
+    rng = np.random.default_rng(8)
+    rng.permutation(700)  # the groups of the layouts test above, where the single pass decides
+    q_groups = rng.integers(0, 4, len(q_ids))
+    args = (v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean", CPU)
+    assert fnmr._fnmr_single_pass(*args) is not None
+    assert ends[-1].final[2] and "fnmr@fmr" not in capsys.readouterr().err  # small: no bar
+    monkeypatch.setattr(fnmr, "_PROGRESS_MIN_PAIRS", 0)
+    assert fnmr._fnmr_single_pass(*args) is not None
+    n, total, disabled = ends[-1].final
+    # leave-one-out: the upper triangle with each block's own square (over 700 x 701 / 2)
+    assert not disabled and n == total and (total > 700 * 701 // 2 if layout == "leave-one-out" else total == 300 * 400)
+    assert "fnmr@fmr" in capsys.readouterr().err

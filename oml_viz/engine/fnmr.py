@@ -37,11 +37,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from . import block_scans
 from .candidates import Bound, _bookkeeping_threads, torch_threads
 from .gemm import fastest_fp32
-from .search import Exclusions, exact_distances, gallery_matrix, query_matrix
+from .search import _PROGRESS_MIN_PAIRS, Exclusions, exact_distances, gallery_matrix, query_matrix
 
 N_BINS = 1 << 14  # (the sharded FNMR's histogram)
 # the two-pass algorithm's bins: its second pass keeps every pair of the wanted bins, so finer bins
@@ -714,25 +715,40 @@ def _single_pass(
                 return False
         return True
 
+    # the pass is most of the time (15 s at 50k here): a bar in pairs scored, from the size at which
+    # retrieval shows one; leave-one-out blocks score their rows against the columns from the block on
+    group_start = np.concatenate([[0], np.cumsum(np.bincount(query_groups, minlength=n_groups))])
     if symmetric:
-        # rows of group g (positions a.. in group order) against the columns from a on: the block's own
-        # square holds both orders of its pairs; each later column's pair is counted for both queries
-        group_start = np.concatenate([[0], np.cumsum(np.bincount(query_groups, minlength=n_groups))])
-        for g in range(n_groups):
-            a = int(group_start[g])
-            while a < group_start[g + 1]:
-                size = int(min(group_start[g + 1] - a, _TILE_ROWS))
-                rows = col_ids[a : a + size]
-                segments = [(0, size, None), (size, int(group_start[g + 1]) - a, g)]
-                segments += [(int(group_start[h]) - a, int(group_start[h + 1]) - a, h) for h in range(g + 1, n_groups)]
-                if not tiled(g, rows, a, segments):
-                    return None
-                a += size
+        starts = [a for g in range(n_groups) for a in range(int(group_start[g]), int(group_start[g + 1]), _TILE_ROWS)]
+        ends = [min(a + _TILE_ROWS, int(group_start[np.searchsorted(group_start, a, side="right")])) for a in starts]
+        total = sum((b - a) * (n_g - a) for a, b in zip(starts, ends))
     else:
-        for g, rows_g in enumerate(by_group):
-            for i in range(0, len(rows_g), _TILE_ROWS):
-                if not tiled(g, rows_g[i : i + _TILE_ROWS], 0, [(0, n_g, None)]):
-                    return None
+        total = n_q * n_g
+    bar = tqdm(total=total, desc="fnmr@fmr", unit="pair", unit_scale=True, leave=False,
+               disable=n_q * n_g < _PROGRESS_MIN_PAIRS)
+    with bar:
+        if symmetric:
+            # rows of group g (positions a.. in group order) against the columns from a on: the block's own
+            # square holds both orders of its pairs; each later column's pair is counted for both queries
+            for g in range(n_groups):
+                a = int(group_start[g])
+                while a < group_start[g + 1]:
+                    size = int(min(group_start[g + 1] - a, _TILE_ROWS))
+                    rows = col_ids[a : a + size]
+                    segments = [(0, size, None), (size, int(group_start[g + 1]) - a, g)]
+                    segments += [(int(group_start[h]) - a, int(group_start[h + 1]) - a, h)
+                                 for h in range(g + 1, n_groups)]
+                    if not tiled(g, rows, a, segments):
+                        return None
+                    bar.update(size * (n_g - a))
+                    a += size
+        else:
+            for g, rows_g in enumerate(by_group):
+                for i in range(0, len(rows_g), _TILE_ROWS):
+                    rows = rows_g[i : i + _TILE_ROWS]
+                    if not tiled(g, rows, 0, [(0, n_g, None)]):
+                        return None
+                    bar.update(len(rows) * n_g)
     n_neg[0] = n_neg[1:].sum()
 
     # per (group, p): the order statistics' approximations, their window, and the pairs to verify;
