@@ -48,7 +48,7 @@ def test_single_pass_equals_the_quantile_reference(monkeypatch, distance, offset
     monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)  # a real sample (about a quarter of the queries)
     v, labels, seq, groups = _data(3, distance, offset, rounding, duplicates)
     ids = np.arange(len(v))
-    out = fnmr._fnmr_single_pass(v, ids, ids, labels, seq, groups, 3, PS, distance, CPU)
+    out = fnmr._fnmr_single_pass(fnmr.FnmrTask(v, ids, ids, labels, seq, groups, 3, PS, distance, CPU))
     assert out is not None
     np.testing.assert_array_equal(out, _reference(v, labels, groups, 3, PS, distance, seq))
 
@@ -57,7 +57,7 @@ def test_single_pass_with_every_query_sampled_and_an_empty_group():
     v, labels, seq, groups = _data(4, "euclidean", n=300)
     groups = np.where(groups == 1, 0, groups)  # group 1 has no query
     ids = np.arange(len(v))
-    out = fnmr._fnmr_single_pass(v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
+    out = fnmr._fnmr_single_pass(fnmr.FnmrTask(v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU))
     assert out is not None
     np.testing.assert_array_equal(out, _reference(v, labels, groups, 3, PS, "euclidean", seq))
 
@@ -72,7 +72,7 @@ def test_fallback_when_the_single_pass_cannot_decide(monkeypatch, how):
     v, labels, seq, groups = _data(5, "euclidean")
     ids = np.arange(len(v))
     args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
-    assert fnmr._fnmr_single_pass(*args) is None
+    assert fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)) is None
     np.testing.assert_array_equal(fnmr.fnmr_at_fmr(*args), _reference(v, labels, groups, 3, PS, "euclidean", seq))
 
 
@@ -123,7 +123,7 @@ def test_single_pass_over_query_and_gallery_layouts(monkeypatch, layout, small):
     }[layout]
     q_groups = rng.integers(0, 4, len(q_ids))
     args = (v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean", CPU)
-    out = fnmr._fnmr_single_pass(*args)
+    out = fnmr._fnmr_single_pass(fnmr.FnmrTask(*args))
     assert out is not None
     np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean"))
 
@@ -146,15 +146,16 @@ def test_the_pass_shows_progress_in_pairs_from_the_retrieval_size(monkeypatch, c
 
     monkeypatch.setattr(fnmr, "tqdm", Recording)
     v, labels, seq, _ = _data(7, "euclidean", n=700)
-    q_ids, g_ids = (np.arange(700), np.arange(700)) if layout == "leave-one-out" else (np.arange(300), np.arange(300, 700))
+    everything, first, rest = np.arange(700), np.arange(300), np.arange(300, 700)
+    q_ids, g_ids = (everything, everything) if layout == "leave-one-out" else (first, rest)
     rng = np.random.default_rng(8)
     rng.permutation(700)  # the groups of the layouts test above, where the single pass decides
     q_groups = rng.integers(0, 4, len(q_ids))
     args = (v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean", CPU)
-    assert fnmr._fnmr_single_pass(*args) is not None
+    assert fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)) is not None
     assert ends[-1].final[2] and "fnmr@fmr" not in capsys.readouterr().err  # small: no bar
     monkeypatch.setattr(fnmr, "_PROGRESS_MIN_PAIRS", 0)
-    assert fnmr._fnmr_single_pass(*args) is not None
+    assert fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)) is not None
     n, total, disabled = ends[-1].final
     # leave-one-out: the upper triangle with each block's own square (over 700 x 701 / 2)
     assert not disabled and n == total and (total > 700 * 701 // 2 if layout == "leave-one-out" else total == 300 * 400)

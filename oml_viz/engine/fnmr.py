@@ -32,7 +32,7 @@ compared with t one by one (pairs in other bins are decided by their bin alone).
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,21 @@ _BLOCK_BYTES = 64 * 2**20
 _EXACT_PIECE = 1 << 11  # pairs per exact-distance piece (8192 grew the peak by 1.4 GB at 1.1M pairs)
 _U32 = 2.0**-24
 _BLOCK_ELEMENTS = 1 << 23  # pairs per chunk: the chunk's int64 bin indices stay ~64 MB
+
+
+class FnmrTask(NamedTuple):
+    """One FNMR@FMR computation: the arguments of :func:`fnmr_at_fmr`, passed whole between its paths."""
+
+    vectors: torch.Tensor  # (N, D) float32, every item
+    query_ids: np.ndarray  # rows of ``vectors`` that are queries
+    gallery_ids: np.ndarray  # rows of ``vectors`` in the gallery
+    label_codes: np.ndarray  # (N,) label code per item
+    seq_codes: np.ndarray  # (N,) sequence code per item (a query never matches its own sequence)
+    query_groups: np.ndarray  # group (category) code per query
+    n_groups: int
+    fmr_vals: Sequence[float]
+    distance: str  # "euclidean" or "cosine"
+    device: torch.device
 
 
 def _distance_chunks(
@@ -122,19 +137,9 @@ def quantile_plans(neg_hist: np.ndarray, pos_hist: np.ndarray, fmr_vals: Sequenc
     return plans, wanted
 
 
-def _fnmr_two_pass(
-    vectors: torch.Tensor,
-    query_ids: np.ndarray,
-    gallery_ids: np.ndarray,
-    label_codes: np.ndarray,
-    seq_codes: np.ndarray,
-    query_groups: np.ndarray,
-    n_groups: int,
-    fmr_vals: Sequence[float],
-    distance: str,
-    device: torch.device,
-) -> np.ndarray:
+def _fnmr_two_pass(task: FnmrTask) -> np.ndarray:
     """:func:`fnmr_at_fmr` on distances from the score product, histogrammed over every pair."""
+    vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals, distance, device = task
     if distance == "euclidean":
         d_max = 2 * float(vectors.norm(dim=1).max()) * (1 + 1e-5) + 1e-12
     else:
@@ -220,18 +225,19 @@ def fnmr_at_fmr(
         ...             torch.device("cpu")).tolist()
         [[0.5], [0.5]]
     """
-    args = (vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals, distance, device)
+    task = FnmrTask(vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals,
+                    distance, device)
     g_labels = label_codes[gallery_ids]
     per_label = np.bincount(g_labels, minlength=int(label_codes.max()) + 1)
     if int(per_label[label_codes[query_ids]].sum()) > _MAX_RELEVANT:
-        return _fnmr_two_pass(*args)
-    out = _fnmr_single_pass(*args)
+        return _fnmr_two_pass(task)
+    out = _fnmr_single_pass(task)
     if out is not None:
         return out
     if len(query_ids) * len(gallery_ids) > _MAX_WINDOWED_PAIRS:
-        return _fnmr_two_pass(*args)
-    out = _fnmr_windows(*args)
-    return _fnmr_two_pass(*args) if out is None else out
+        return _fnmr_two_pass(task)
+    out = _fnmr_windows(task)
+    return _fnmr_two_pass(task) if out is None else out
 
 
 def _label_index(gallery_ids: np.ndarray, label_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -257,19 +263,9 @@ def _relevant_pairs(
     return local[keep], cols[keep]
 
 
-def _fnmr_windows(
-    vectors: torch.Tensor,
-    query_ids: np.ndarray,
-    gallery_ids: np.ndarray,
-    label_codes: np.ndarray,
-    seq_codes: np.ndarray,
-    query_groups: np.ndarray,
-    n_groups: int,
-    fmr_vals: Sequence[float],
-    distance: str,
-    device: torch.device,
-) -> np.ndarray | None:
-    """The fast path of :func:`fnmr_at_fmr`; None when a window fails its check."""
+def _fnmr_windows(task: FnmrTask) -> np.ndarray | None:
+    """The window path of :func:`fnmr_at_fmr`; None when a window fails its check."""
+    vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals, distance, device = task
     euclid = distance == "euclidean"
     n_g, dim = len(gallery_ids), vectors.shape[1]
     gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
@@ -446,8 +442,8 @@ _MAX_COLLECT = 40_000_000  # pairs the single pass may keep (12 bytes each); mor
 _TILE_ROWS, _TILE_COLS = 1024, 1024  # the pass's tiles of scores (4 MB)
 
 
-def _fnmr_single_pass(*args: Any) -> np.ndarray | None:
-    """:func:`fnmr_at_fmr` (the same arguments) in one pass over the pairs; None when a bracket misses
+def _fnmr_single_pass(task: FnmrTask) -> np.ndarray | None:
+    """:func:`fnmr_at_fmr` in one pass over the pairs; None when a bracket misses
     (the caller falls back).
 
     Approximations ``y~`` (d^2 or d) come from the fastest float32 product, within a proven ``W`` of the
@@ -459,24 +455,13 @@ def _fnmr_single_pass(*args: Any) -> np.ndarray | None:
     pairs ranking provably below or above it.
     """
     threads = torch.get_num_threads()
-    with _bookkeeping_threads(args[9]):  # the steps around the product: one torch thread (see there)
-        return _single_pass(*args, threads)
+    with _bookkeeping_threads(task.device):  # the steps around the product: one torch thread (see there)
+        return _single_pass(task, threads)
 
 
-def _single_pass(
-    vectors: torch.Tensor,
-    query_ids: np.ndarray,
-    gallery_ids: np.ndarray,
-    label_codes: np.ndarray,
-    seq_codes: np.ndarray,
-    query_groups: np.ndarray,
-    n_groups: int,
-    fmr_vals: Sequence[float],
-    distance: str,
-    device: torch.device,
-    threads: int,
-) -> np.ndarray | None:
+def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
     """The body of :func:`_fnmr_single_pass`; the product runs on ``threads`` torch threads."""
+    vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals, distance, device = task
     euclid = distance == "euclidean"
     n_q, n_g, dim = len(query_ids), len(gallery_ids), vectors.shape[1]
     if n_q == 0 or n_g == 0:
