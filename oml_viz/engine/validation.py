@@ -38,9 +38,12 @@ def as_embeddings(embeddings: Any) -> torch.Tensor:
         raise InputValueError(f"embeddings must be 2-D (N, D); got shape {tuple(tensor.shape)}")
     if tensor.shape[0] == 0 or tensor.shape[1] == 0:
         raise InputValueError(f"embeddings must be non-empty; got shape {tuple(tensor.shape)}")
-    bad = torch.cat([~torch.isfinite(piece).all(dim=1) for piece in tensor.split(4096)])  # no full-size mask
-    if bool(bad.any()):
-        raise InputValueError(f"embeddings contain NaN or inf in {_rows(bad.numpy())}")
+    # a NaN or inf makes its row's sum non-finite: one cheap pass; the row-by-row check only when a sum is
+    # (or finite values overflowed it)
+    if not bool(torch.isfinite(tensor.sum(dim=1)).all()):
+        bad = torch.cat([~torch.isfinite(piece).all(dim=1) for piece in tensor.split(4096)])  # no full-size mask
+        if bool(bad.any()):
+            raise InputValueError(f"embeddings contain NaN or inf in {_rows(bad.numpy())}")
     return tensor.contiguous()
 
 
