@@ -33,7 +33,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import candidates
-from .candidates import WIDTH_EXTRA, Bound, FilterSearch, _bookkeeping_threads, _SAFE_SCORE, split
+from .candidates import WIDTH_EXTRA, Bound, FilterSearch, _bookkeeping_threads, _SAFE_SCORE, round_up, split
 from .gemm import Backend, operand_rounding
 from .heap import release_free_heap
 from .topk import GROUP
@@ -96,12 +96,8 @@ def leave_one_out_search(
     matrix = finder.padded_operand(backend)  # with spare padding rows for whole tiles
     if n == 0 or matrix is None:
         return None
-    # in pieces (no float64 copy), into one array: a list of small results between the pieces' temporaries
-    # fragmented the heap (measured: +60-120 MB resident at 50k in some runs)
-    q_sq = torch.empty(n, dtype=torch.float64, device=device)
-    for start in range(0, n, 1024):
-        torch.sum(gallery[start : start + 1024].double().pow_(2), 1, out=q_sq[start : start + 1024])
-    q_norm = q_sq.sqrt() * (1 + 1e-12)
+    q_sq = finder.sq_norms
+    q_norm = finder.norms[:n]
     if finder.max_norm * 3 * finder.max_norm > _SAFE_SCORE:
         return None
 
@@ -359,8 +355,7 @@ def _ceiling_bits(thr32: torch.Tensor) -> torch.Tensor:
         >>> _ceiling_bits(torch.tensor([1.0, 1.001, -2.0])).tolist()  # 1.0 is 0x3F80; the next bf16 up
         [16256, 16257, -1]
     """
-    up = thr32.to(torch.bfloat16)
-    up = torch.where(up.float() < thr32, torch.nextafter(up, up.new_tensor(float("inf"))), up)
+    up = round_up(thr32, torch.bfloat16)
     return torch.where(thr32 < 0, torch.full_like(up.view(torch.int16), -1), up.view(torch.int16))
 
 
