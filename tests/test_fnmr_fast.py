@@ -160,3 +160,91 @@ def test_the_pass_shows_progress_in_pairs_from_the_retrieval_size(monkeypatch, c
     # leave-one-out: the upper triangle with each block's own square (over 700 x 701 / 2)
     assert not disabled and n == total and (total > 700 * 701 // 2 if layout == "leave-one-out" else total == 300 * 400)
     assert "fnmr@fmr" in capsys.readouterr().err
+
+
+class _Passes(fnmr.tqdm):
+    """tqdm that records each bar's description and final count (one bar per pass over the pairs)."""
+
+    seen: list = []
+
+    def __init__(self, *args, **kwargs):
+        self.label = kwargs.get("desc")
+        super().__init__(*args, **kwargs)
+
+    def close(self):
+        if not getattr(self, "recorded", False):
+            self.recorded = True
+            _Passes.seen.append((self.label, self.n, self.total))
+        super().close()
+
+
+@pytest.mark.parametrize("layout", ["leave-one-out", "disjoint"])
+@pytest.mark.parametrize("distance, offset, rounding, duplicates", CASES)
+def test_histogram_brackets_when_the_sample_would_keep_too_many(monkeypatch, distance, offset, rounding,
+                                                                duplicates, layout):
+    """Past the budget (forced by a margin that brackets everything) one histogram pass over every pair
+    gives each order statistic's exact bin; the pass after it keeps only the pairs near them."""
+    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(fnmr, "_MARGIN_Z", 1e9)
+    monkeypatch.setattr(fnmr, "_MAX_COLLECT", 200_000)  # below the whole range (810k pairs per bracket)
+    monkeypatch.setattr(fnmr, "_TILE_ROWS", 47)
+    monkeypatch.setattr(fnmr, "_TILE_COLS", 83)
+    monkeypatch.setattr(fnmr, "_HISTOGRAM_BUFFER", 5_000)  # many flushes
+    monkeypatch.setattr(fnmr, "tqdm", _Passes)
+    monkeypatch.setattr(fnmr, "_PROGRESS_MIN_PAIRS", 0)
+    _Passes.seen = []
+    v, labels, seq, groups = _data(3, distance, offset, rounding, duplicates)
+    everything, first, rest = np.arange(900), np.arange(400), np.arange(400, 900)
+    q_ids, g_ids = (everything, everything) if layout == "leave-one-out" else (first, rest)
+    args = (v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance, CPU)
+    out = fnmr._fnmr_single_pass(fnmr.FnmrTask(*args))
+    assert out is not None
+    np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance))
+    passes = [desc for desc, n, total in _Passes.seen if n == total]
+    # then one collecting pass, or several where wide windows (the far offset) keep more than the budget
+    assert passes[0] == "fnmr@fmr (histogram)" and set(passes[1:]) == {"fnmr@fmr"}
+
+
+def test_brackets_over_the_budget_share_passes(monkeypatch):
+    """Brackets whose kept pairs together exceed the budget are resolved in several passes, none keeping
+    more than the budget; the result is the same."""
+    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(fnmr, "_MARGIN_Z", 1e9)
+    monkeypatch.setattr(fnmr, "_PROGRESS_MIN_PAIRS", 0)
+    v, labels, seq, groups = _data(9, "euclidean", n=900, dim=4)
+    ids = np.arange(900)
+    args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
+    reference = _reference(v, labels, groups, 3, PS, "euclidean", seq)
+    kept: list[int] = []  # pairs kept by each collecting pass
+
+    class Counting(_Passes):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            if self.label == "fnmr@fmr":
+                kept.append(0)
+
+    real_scan = fnmr.block_scans.scan_regions
+
+    def scan_regions(y, regions, use_numpy=None):
+        out = real_scan(y, regions, use_numpy)
+        kept[-1] += len(out[1])
+        return out
+
+    monkeypatch.setattr(fnmr, "tqdm", Counting)
+    monkeypatch.setattr(fnmr.block_scans, "scan_regions", scan_regions)
+    for budget in (200_000, 400):
+        monkeypatch.setattr(fnmr, "_MAX_COLLECT", budget)
+        kept.clear()
+        np.testing.assert_array_equal(fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)), reference)
+        assert len(kept) == 1 if budget == 200_000 else (len(kept) > 1 and 0 < max(kept) <= budget)
+
+
+def test_a_bracket_alone_over_the_budget_falls_back(monkeypatch):
+    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(fnmr, "_MARGIN_Z", 1e9)
+    monkeypatch.setattr(fnmr, "_MAX_COLLECT", 1)
+    v, labels, seq, groups = _data(5, "euclidean")
+    ids = np.arange(len(v))
+    args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
+    assert fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)) is None
+    np.testing.assert_array_equal(fnmr.fnmr_at_fmr(*args), _reference(v, labels, groups, 3, PS, "euclidean", seq))

@@ -82,6 +82,30 @@ def histogram(
     return out
 
 
+def bins_below(
+    y: torch.Tensor, lo: float, hi: float, bins: int, cut: float = np.inf, use_numpy: bool | None = None
+) -> np.ndarray:
+    """int64 bin (of ``bins`` equal bins over ``[lo, hi]``, clipped to the end bins) of every value of ``y``
+    below ``cut`` (finite values only), in row-major order: the same float32 arithmetic as :func:`histogram`,
+    for callers that add many blocks into one ``bincount``.
+
+    Example:
+        >>> bins_below(torch.tensor([[0.1, 0.6], [0.9, float("inf")]]), 0.0, 1.0, 4, cut=0.8).tolist()
+        [0, 2]
+    """
+    scale = np.float32(bins / (hi - lo))
+    edge = np.float32(cut) if np.isfinite(cut) else np.float32(np.inf)
+    if _numpy(y, use_numpy):
+        yn = y.numpy()
+        mask = yn < edge
+        # compress of a contiguous block: 4x faster than a boolean index here (measured on 4 MB tiles)
+        values = np.compress(mask.ravel(), yn.ravel()) if yn.flags.c_contiguous else yn[mask]
+        index = ((values - np.float32(lo)) * scale).astype(np.int64)
+        return np.clip(index, 0, bins - 1, out=index)
+    values = y[y < float(edge)]
+    return ((values - float(np.float32(lo))) * float(scale)).long().clamp_(0, bins - 1).cpu().numpy()
+
+
 def row_counts_below(y: torch.Tensor, thresholds: Sequence[float], use_numpy: bool | None = None) -> np.ndarray:
     """(R, T) float64: per row of ``y``, how many values are below each (float32-rounded) threshold.
 
