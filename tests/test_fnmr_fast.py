@@ -179,9 +179,12 @@ class _Passes(fnmr.tqdm):
 
 
 @pytest.mark.parametrize("layout", ["leave-one-out", "disjoint"])
-@pytest.mark.parametrize("distance, offset, rounding, duplicates", CASES)
+@pytest.mark.parametrize("distance, offset, rounding, duplicates, buffer", [
+    *[(*case, 5_000) for case in CASES],  # many flushes of the bin buffer
+    ("euclidean", 0.0, False, False, 1_000),  # tiles (47 x 83) larger than the buffer
+])
 def test_histogram_brackets_when_the_sample_would_keep_too_many(monkeypatch, distance, offset, rounding,
-                                                                duplicates, layout):
+                                                                duplicates, buffer, layout):
     """Past the budget (forced by a margin that brackets everything) one histogram pass over every pair
     gives each order statistic's exact bin; the pass after it keeps only the pairs near them."""
     monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
@@ -189,7 +192,7 @@ def test_histogram_brackets_when_the_sample_would_keep_too_many(monkeypatch, dis
     monkeypatch.setattr(fnmr, "_MAX_COLLECT", 200_000)  # below the whole range (810k pairs per bracket)
     monkeypatch.setattr(fnmr, "_TILE_ROWS", 47)
     monkeypatch.setattr(fnmr, "_TILE_COLS", 83)
-    monkeypatch.setattr(fnmr, "_HISTOGRAM_BUFFER", 5_000)  # many flushes
+    monkeypatch.setattr(fnmr, "_HISTOGRAM_BUFFER", buffer)
     monkeypatch.setattr(fnmr, "tqdm", _Passes)
     monkeypatch.setattr(fnmr, "_PROGRESS_MIN_PAIRS", 0)
     _Passes.seen = []

@@ -1,8 +1,10 @@
 """Exact FNMR@FMR without a Q x G matrix.
 
 :func:`fnmr_at_fmr` first tries ``_fnmr_single_pass`` (docstring there): one product pass over every
-pair, with the quantiles bracketed beforehand from a seeded, stratified sample of queries; where a
-bracket misses (checked, rare) or would keep too many pairs it falls back to the two-pass paths below.
+pair, with the quantiles bracketed beforehand from a seeded, stratified sample of queries. Where those
+brackets would keep too many pairs (the sample's margin does not shrink with N: from ~60k items), one
+histogram pass over every pair brackets each quantile by its exact bin first. Where a bracket misses
+(checked, rare) or one alone would keep too many pairs, it falls back to the two-pass paths below.
 
 The window path (``_fnmr_windows``) scores the relevant pairs directly from the label groups, with the
 exact distances of :func:`.search.exact_distances` (the ones ``retrieve`` reports); only the
@@ -453,6 +455,10 @@ def _fnmr_single_pass(task: FnmrTask) -> np.ndarray | None:
     inside the bracket), the r-th smallest exact ``y`` lies in ``[a_r - W, a_r + W]``, and it is found
     exactly among the kept pairs with ``|y~ - a_r| <= 2 W`` (checked: inside the bracket), all other
     pairs ranking provably below or above it.
+
+    When the sample's brackets would keep more than ``_MAX_COLLECT`` pairs, a histogram pass over every
+    pair replaces them by exact ones (the bins of the order statistics, widened by 2 W); brackets that
+    together keep more than that share further passes.
     """
     threads = torch.get_num_threads()
     with _bookkeeping_threads(task.device):  # the steps around the product: one torch thread (see there)
@@ -701,9 +707,9 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
         return len(rows) * (c1 - c0) - int(((marked >= c0) & (marked < c1)).sum())
 
     def exact_brackets() -> tuple[list[tuple[int, float, float, float] | None], list[float]] | None:
-        """Brackets from one histogram pass over every pair: the order statistics' bins are then known
-        exactly, so a bracket is their bins widened by 2 W and a bin (the pairs it keeps are the window
-        pairs, whatever N); None when one lies at or above the cut."""
+        """Brackets, and the pairs each holds, from one histogram pass over every pair: each order
+        statistic's bin is then known exactly, so its bracket is that bin widened by 2 W and a bin (it keeps
+        little more than the window pairs, whatever N); None when one lies at or above the cut."""
         hist = np.zeros(n_groups * _FINE_BINS, dtype=np.int64)
         buffer = np.empty(_HISTOGRAM_BUFFER, dtype=np.int64)  # bin + group offset of values below the cut
         fill = 0
@@ -724,6 +730,9 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
                     n_above[v] += n_finite - len(bins)
                     if fill + len(bins) > len(buffer):
                         flush()
+                    if len(bins) > len(buffer):  # a tile larger than the buffer: counted on its own
+                        hist[v * _FINE_BINS : (v + 1) * _FINE_BINS] += np.bincount(bins, minlength=_FINE_BINS)
+                        continue
                     np.add(bins, v * _FINE_BINS, out=buffer[fill : fill + len(bins)])
                     fill += len(bins)
             return True
