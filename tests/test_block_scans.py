@@ -61,3 +61,15 @@ def test_row_counts_below_implementations_agree():
     expected = np.stack([(y.numpy() < np.float32(t)).sum(1) for t in thresholds], 1)
     for use_numpy in (True, False):
         np.testing.assert_array_equal(block_scans.row_counts_below(y, thresholds, use_numpy), expected)
+
+
+@pytest.mark.parametrize("cut", [np.inf, 6.3])
+@pytest.mark.parametrize("view", ["contiguous", "column slice"])
+def test_bins_below_implementations_agree_in_row_major_order(cut, view):
+    y = _block(5)
+    y = y if view == "contiguous" else y[:, 7:150]  # a tile's segment: not contiguous
+    yn = y.numpy()
+    values = yn[yn < np.float32(cut)]  # row-major, finite only
+    expected = np.clip(((values - np.float32(-1.0)) * np.float32(64 / 13.0)).astype(np.int64), 0, 63)
+    for use_numpy in (True, False):
+        np.testing.assert_array_equal(block_scans.bins_below(y, -1.0, 12.0, 64, cut, use_numpy), expected)

@@ -68,12 +68,9 @@ def histogram(
     """
     scale = np.float32(bins / (hi - lo))  # the bin of a value: the same float32 arithmetic in both
     if _numpy(y, use_numpy):
-        yn = y.numpy()
-        values = yn[yn < np.float32(cut)] if np.isfinite(cut) else yn[yn < np.inf]
-        index = ((values - np.float32(lo)) * scale).astype(np.int64)
-        np.clip(index, 0, bins - 1, out=index)
+        index = bins_below(y, lo, hi, bins, cut, use_numpy=True)
         out = np.bincount(index, minlength=bins).astype(np.float64)
-        out[-1] += np.count_nonzero(yn < np.inf) - len(values)
+        out[-1] += np.count_nonzero(y.numpy() < np.inf) - len(index)
         return out
     values = y[y < float(np.float32(cut))] if np.isfinite(cut) else y[y < float("inf")]
     index = ((values - float(np.float32(lo))) * float(scale)).long().clamp_(0, bins - 1)
