@@ -398,7 +398,7 @@ def test_compared_grid_title_sits_above_the_model_names():
     title_ink = np.flatnonzero((arr[:band_top, :, :3] < 100).all(axis=2).any(axis=1))
     assert len(title_ink), "the title is drawn"
     # the name rows hold only the names' ink: the title's glyphs must not reach into them
-    x0, x1 = layout.col_x(1), layout.col_x(4) + layout.tile
+    x0 = layout.col_x(1)
     name_rows = (arr[band_top:layout.header_h, :, :3] < 100).all(axis=2)
     outside_names = name_rows.copy()
     for first in (1, 5):

@@ -268,7 +268,7 @@ def test_unknown_search_method_is_an_error(monkeypatch):
     [("euclidean", 0.0, False), ("cosine", 0.0, False), ("euclidean", 0.0, True), ("euclidean", 5e4, False)],
 )
 def test_fnmr_windows_are_exact(distance, offset, rounding):
-    from oml_viz.engine import fnmr
+    from oml_viz.engine import fnmr, fnmr_windows
 
     rng = np.random.default_rng(8)
     n = 900
@@ -282,7 +282,7 @@ def test_fnmr_windows_are_exact(distance, offset, rounding):
     labels, seq, groups = rng.integers(0, 15, n), rng.integers(0, 400, n), rng.integers(0, 3, n)
     ps = [0.001, 0.1, 0.5]
     args = (v, ids, ids, labels, seq, groups, 3, ps, distance, torch.device("cpu"))
-    fast = fnmr._fnmr_windows(fnmr.FnmrTask(*args))
+    fast = fnmr_windows.fnmr_windows(fnmr.FnmrTask(*args))
     assert fast is not None
     np.testing.assert_array_equal(fast, _fnmr_reference(v, labels, groups, 3, ps, distance, seq))
 

@@ -1,10 +1,11 @@
-"""The single-pass exact FNMR@FMR (``fnmr._fnmr_single_pass``) against a numpy.quantile reference."""
+"""The single-pass exact FNMR@FMR (``fnmr_single_pass``) against a numpy.quantile reference."""
 import numpy as np
 import pytest
 import torch
 
 import oml_viz as ov
 from oml_viz.engine import fnmr
+from oml_viz.engine import fnmr_single_pass as single
 from oml_viz.engine.search import exact_distances, unit_rows
 
 CPU = torch.device("cpu")
@@ -45,10 +46,10 @@ CASES = [
 
 @pytest.mark.parametrize("distance, offset, rounding, duplicates", CASES)
 def test_single_pass_equals_the_quantile_reference(monkeypatch, distance, offset, rounding, duplicates):
-    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)  # a real sample (about a quarter of the queries)
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)  # a real sample (about a quarter of the queries)
     v, labels, seq, groups = _data(3, distance, offset, rounding, duplicates)
     ids = np.arange(len(v))
-    out = fnmr._fnmr_single_pass(fnmr.FnmrTask(v, ids, ids, labels, seq, groups, 3, PS, distance, CPU))
+    out = single.fnmr_single_pass(fnmr.FnmrTask(v, ids, ids, labels, seq, groups, 3, PS, distance, CPU))
     assert out is not None
     np.testing.assert_array_equal(out, _reference(v, labels, groups, 3, PS, distance, seq))
 
@@ -57,22 +58,22 @@ def test_single_pass_with_every_query_sampled_and_an_empty_group():
     v, labels, seq, groups = _data(4, "euclidean", n=300)
     groups = np.where(groups == 1, 0, groups)  # group 1 has no query
     ids = np.arange(len(v))
-    out = fnmr._fnmr_single_pass(fnmr.FnmrTask(v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU))
+    out = single.fnmr_single_pass(fnmr.FnmrTask(v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU))
     assert out is not None
     np.testing.assert_array_equal(out, _reference(v, labels, groups, 3, PS, "euclidean", seq))
 
 
 @pytest.mark.parametrize("how", ["missed bracket", "too many pairs"])
 def test_fallback_when_the_single_pass_cannot_decide(monkeypatch, how):
-    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)
     if how == "missed bracket":
-        monkeypatch.setattr(fnmr, "_MARGIN_Z", -50.0)  # empty brackets: every rank falls outside
+        monkeypatch.setattr(single, "_MARGIN_Z", -50.0)  # empty brackets: every rank falls outside
     else:
-        monkeypatch.setattr(fnmr, "_MAX_COLLECT", 0)
+        monkeypatch.setattr(single, "_MAX_COLLECT", 0)
     v, labels, seq, groups = _data(5, "euclidean")
     ids = np.arange(len(v))
     args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
-    assert fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)) is None
+    assert single.fnmr_single_pass(fnmr.FnmrTask(*args)) is None
     np.testing.assert_array_equal(fnmr.fnmr_at_fmr(*args), _reference(v, labels, groups, 3, PS, "euclidean", seq))
 
 
@@ -81,11 +82,11 @@ def test_metrics_through_retrieve_agree_with_the_older_paths(monkeypatch):
     emb = rng.normal(size=(600, 8)).astype(np.float32)
     labels, cats = rng.integers(0, 10, 600), rng.choice(["a", "b", "c"], 600)
     res = ov.retrieve(emb, labels, categories=cats)
-    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 100)
-    single = res.metrics(fmr_vals=(0.001, 0.01, 0.1))
-    monkeypatch.setattr(fnmr, "_MAX_COLLECT", 0)  # the window path
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 100)
+    one_pass = res.metrics(fmr_vals=(0.001, 0.01, 0.1))
+    monkeypatch.setattr(single, "_MAX_COLLECT", 0)  # the window path
     windows = res.metrics(fmr_vals=(0.001, 0.01, 0.1))
-    np.testing.assert_array_equal(single.to_numpy(), windows.to_numpy())
+    np.testing.assert_array_equal(one_pass.to_numpy(), windows.to_numpy())
 
 
 def _reference_qg(v, q_ids, g_ids, labels, seq, q_groups, n_groups, ps, distance):
@@ -108,11 +109,11 @@ def test_single_pass_over_query_and_gallery_layouts(monkeypatch, layout, small):
     """The leave-one-out pass scores each unordered pair once (blocks split at group boundaries); other
     layouts score every pair; small blocks and tiles (sizes that divide nothing) force many blocks, tiles
     and segments cut by tile edges."""
-    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 150)
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 150)
     if small:
-        monkeypatch.setattr(fnmr, "_BLOCK_BYTES", 20_000)
-        monkeypatch.setattr(fnmr, "_TILE_ROWS", 47)
-        monkeypatch.setattr(fnmr, "_TILE_COLS", 83)
+        monkeypatch.setattr(single, "_BLOCK_BYTES", 20_000)
+        monkeypatch.setattr(single, "_TILE_ROWS", 47)
+        monkeypatch.setattr(single, "_TILE_COLS", 83)
     v, labels, seq, _ = _data(7, "euclidean", n=700)
     rng = np.random.default_rng(8)
     q_ids, g_ids = {
@@ -123,7 +124,7 @@ def test_single_pass_over_query_and_gallery_layouts(monkeypatch, layout, small):
     }[layout]
     q_groups = rng.integers(0, 4, len(q_ids))
     args = (v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean", CPU)
-    out = fnmr._fnmr_single_pass(fnmr.FnmrTask(*args))
+    out = single.fnmr_single_pass(fnmr.FnmrTask(*args))
     assert out is not None
     np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean"))
 
@@ -132,19 +133,19 @@ def test_single_pass_over_query_and_gallery_layouts(monkeypatch, layout, small):
 def test_the_pass_shows_progress_in_pairs_from_the_retrieval_size(monkeypatch, capsys, layout):
     """A bar for the long pass that reaches its total (every pair scored, with tiles that divide nothing),
     only for big problems (the size from which retrieval shows one)."""
-    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 150)
-    monkeypatch.setattr(fnmr, "_TILE_ROWS", 47)
-    monkeypatch.setattr(fnmr, "_TILE_COLS", 83)
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 150)
+    monkeypatch.setattr(single, "_TILE_ROWS", 47)
+    monkeypatch.setattr(single, "_TILE_COLS", 83)
     ends = []
 
-    class Recording(fnmr.tqdm):
+    class Recording(single.tqdm):
         def close(self):
             if not ends or ends[-1] is not self:
                 ends.append(self)
                 self.final = (self.n, self.total, self.disable)
             super().close()
 
-    monkeypatch.setattr(fnmr, "tqdm", Recording)
+    monkeypatch.setattr(single, "tqdm", Recording)
     v, labels, seq, _ = _data(7, "euclidean", n=700)
     everything, first, rest = np.arange(700), np.arange(300), np.arange(300, 700)
     q_ids, g_ids = (everything, everything) if layout == "leave-one-out" else (first, rest)
@@ -152,17 +153,17 @@ def test_the_pass_shows_progress_in_pairs_from_the_retrieval_size(monkeypatch, c
     rng.permutation(700)  # the groups of the layouts test above, where the single pass decides
     q_groups = rng.integers(0, 4, len(q_ids))
     args = (v, q_ids, g_ids, labels, seq, q_groups, 4, PS, "euclidean", CPU)
-    assert fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)) is not None
+    assert single.fnmr_single_pass(fnmr.FnmrTask(*args)) is not None
     assert ends[-1].final[2] and "fnmr@fmr" not in capsys.readouterr().err  # small: no bar
-    monkeypatch.setattr(fnmr, "_PROGRESS_MIN_PAIRS", 0)
-    assert fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)) is not None
+    monkeypatch.setattr(single, "_PROGRESS_MIN_PAIRS", 0)
+    assert single.fnmr_single_pass(fnmr.FnmrTask(*args)) is not None
     n, total, disabled = ends[-1].final
     # leave-one-out: the upper triangle with each block's own square (over 700 x 701 / 2)
     assert not disabled and n == total and (total > 700 * 701 // 2 if layout == "leave-one-out" else total == 300 * 400)
     assert "fnmr@fmr" in capsys.readouterr().err
 
 
-class _Passes(fnmr.tqdm):
+class _Passes(single.tqdm):
     """tqdm that records each bar's description and final count (one bar per pass over the pairs)."""
 
     seen: list = []
@@ -187,20 +188,20 @@ def test_histogram_brackets_when_the_sample_would_keep_too_many(monkeypatch, dis
                                                                 duplicates, buffer, layout):
     """Past the budget (forced by a margin that brackets everything) one histogram pass over every pair
     gives each order statistic's exact bin; the pass after it keeps only the pairs near them."""
-    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
-    monkeypatch.setattr(fnmr, "_MARGIN_Z", 1e9)
-    monkeypatch.setattr(fnmr, "_MAX_COLLECT", 200_000)  # below the whole range (810k pairs per bracket)
-    monkeypatch.setattr(fnmr, "_TILE_ROWS", 47)
-    monkeypatch.setattr(fnmr, "_TILE_COLS", 83)
-    monkeypatch.setattr(fnmr, "_HISTOGRAM_BUFFER", buffer)
-    monkeypatch.setattr(fnmr, "tqdm", _Passes)
-    monkeypatch.setattr(fnmr, "_PROGRESS_MIN_PAIRS", 0)
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(single, "_MARGIN_Z", 1e9)
+    monkeypatch.setattr(single, "_MAX_COLLECT", 200_000)  # below the whole range (810k pairs per bracket)
+    monkeypatch.setattr(single, "_TILE_ROWS", 47)
+    monkeypatch.setattr(single, "_TILE_COLS", 83)
+    monkeypatch.setattr(single, "_HISTOGRAM_BUFFER", buffer)
+    monkeypatch.setattr(single, "tqdm", _Passes)
+    monkeypatch.setattr(single, "_PROGRESS_MIN_PAIRS", 0)
     _Passes.seen = []
     v, labels, seq, groups = _data(3, distance, offset, rounding, duplicates)
     everything, first, rest = np.arange(900), np.arange(400), np.arange(400, 900)
     q_ids, g_ids = (everything, everything) if layout == "leave-one-out" else (first, rest)
     args = (v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance, CPU)
-    out = fnmr._fnmr_single_pass(fnmr.FnmrTask(*args))
+    out = single.fnmr_single_pass(fnmr.FnmrTask(*args))
     assert out is not None
     np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance))
     passes = [desc for desc, n, total in _Passes.seen if n == total]
@@ -211,9 +212,9 @@ def test_histogram_brackets_when_the_sample_would_keep_too_many(monkeypatch, dis
 def test_brackets_over_the_budget_share_passes(monkeypatch):
     """Brackets whose kept pairs together exceed the budget are resolved in several passes, none keeping
     more than the budget; the result is the same."""
-    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
-    monkeypatch.setattr(fnmr, "_MARGIN_Z", 1e9)
-    monkeypatch.setattr(fnmr, "_PROGRESS_MIN_PAIRS", 0)
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(single, "_MARGIN_Z", 1e9)
+    monkeypatch.setattr(single, "_PROGRESS_MIN_PAIRS", 0)
     v, labels, seq, groups = _data(9, "euclidean", n=900, dim=4)
     ids = np.arange(900)
     args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
@@ -226,28 +227,28 @@ def test_brackets_over_the_budget_share_passes(monkeypatch):
             if self.label == "fnmr@fmr":
                 kept.append(0)
 
-    real_scan = fnmr.block_scans.scan_regions
+    real_scan = single.block_scans.scan_regions
 
     def scan_regions(y, regions, use_numpy=None):
         out = real_scan(y, regions, use_numpy)
         kept[-1] += len(out[1])
         return out
 
-    monkeypatch.setattr(fnmr, "tqdm", Counting)
-    monkeypatch.setattr(fnmr.block_scans, "scan_regions", scan_regions)
+    monkeypatch.setattr(single, "tqdm", Counting)
+    monkeypatch.setattr(single.block_scans, "scan_regions", scan_regions)
     for budget in (200_000, 400):
-        monkeypatch.setattr(fnmr, "_MAX_COLLECT", budget)
+        monkeypatch.setattr(single, "_MAX_COLLECT", budget)
         kept.clear()
-        np.testing.assert_array_equal(fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)), reference)
+        np.testing.assert_array_equal(single.fnmr_single_pass(fnmr.FnmrTask(*args)), reference)
         assert len(kept) == 1 if budget == 200_000 else (len(kept) > 1 and 0 < max(kept) <= budget)
 
 
 def test_a_bracket_alone_over_the_budget_falls_back(monkeypatch):
-    monkeypatch.setattr(fnmr, "_SAMPLE_QUERIES", 200)
-    monkeypatch.setattr(fnmr, "_MARGIN_Z", 1e9)
-    monkeypatch.setattr(fnmr, "_MAX_COLLECT", 1)
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(single, "_MARGIN_Z", 1e9)
+    monkeypatch.setattr(single, "_MAX_COLLECT", 1)
     v, labels, seq, groups = _data(5, "euclidean")
     ids = np.arange(len(v))
     args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
-    assert fnmr._fnmr_single_pass(fnmr.FnmrTask(*args)) is None
+    assert single.fnmr_single_pass(fnmr.FnmrTask(*args)) is None
     np.testing.assert_array_equal(fnmr.fnmr_at_fmr(*args), _reference(v, labels, groups, 3, PS, "euclidean", seq))

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import stat
-import time
 import warnings
 
 import numpy as np

@@ -15,7 +15,7 @@ from oml_viz.lazy import lazy_names
 
 # compare() shares its name with its module: imported eagerly, so that importing the module
 # oml_viz.analysis.compare (doctests, a user) can never replace the function on this package.
-from .compare import Comparison, compare  # noqa: E402
+from .compare import Comparison, compare  # noqa: E402, F401
 
 _NAMES = {
     "compare": ".compare",

@@ -91,7 +91,7 @@ def leave_one_out_search(
     """Top-k of every gallery item among the others (``finder``'s gallery), excluding items whose
     ``seq_codes`` (one per gallery row) equal the query's: (item ids (N, k), distances (N, k)), or None
     when the norms are too extreme for the shared shift (the caller then runs the row-by-row search)."""
-    gallery, n, dim, device = finder.gallery, finder.n, finder.dim, finder.gallery.device
+    gallery, n, device = finder.gallery, finder.n, finder.gallery.device
     backend = finder.backend
     matrix = finder.padded_operand(backend)  # with spare padding rows for whole tiles
     if n == 0 or matrix is None:

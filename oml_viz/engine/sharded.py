@@ -281,7 +281,7 @@ def retrieve_sharded(
     query_ids = np.flatnonzero(query_mask).astype(np.int64)
     k = min(top_n, int(gallery_mask.sum()))
     comm = D.comm_device(group)
-    lo, hi = int(offsets[rank]), int(offsets[rank + 1])
+    lo = int(offsets[rank])
     local_gallery = np.flatnonzero(shard.is_gallery).astype(np.int64)
     local_queries = np.flatnonzero(shard.is_query).astype(np.int64)
     dim = shard.raw.shape[1]

@@ -14,10 +14,11 @@ import numpy as np
 import torch
 
 from . import distributed as D
-from .fnmr import N_BINS, quantile_plans
-
-_BLOCK_ELEMENTS = 1 << 23  # (query, gallery) pairs per step and process, as the single-process passes
+from .fnmr_two_pass import quantile_plans
 from .search import Exclusions, gallery_matrix, query_matrix
+
+N_BINS = 1 << 14  # the histogram's bins per group (all-reduced every pass)
+_BLOCK_ELEMENTS = 1 << 23  # (query, gallery) pairs per step and process, as the single-process passes
 
 if TYPE_CHECKING:
     from .sharded import ShardedRetrievalResult

@@ -37,7 +37,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from PIL import Image
+from PIL import Image  # noqa: F401 (the module example uses it)
 
 from oml_viz.checks import check_int
 from oml_viz.compat.matplotlib import PixelImage as _PixelImage

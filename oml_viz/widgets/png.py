@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 from functools import lru_cache
-from typing import Hashable, Sequence
+from typing import Sequence
 
 import numpy as np
 from matplotlib import font_manager
