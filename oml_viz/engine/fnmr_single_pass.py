@@ -23,14 +23,14 @@ _BLOCK_BYTES = 64 * 2**20  # the sample's blocks of whole rows
 _SAMPLE_QUERIES = 4096  # sampled queries (all of them when there are fewer), at least 64 per group
 _ROUGH_EVERY = 8  # every 8th sampled query (at least 64 a group) gives the thresholds where the spread is measured
 _MARGIN_Z = 5.0  # bracket half-width in standard errors of the sampled share below the estimate
-_MAX_COLLECT = 40_000_000  # pairs the single pass may keep (12 bytes each); more: the older paths
+_MAX_COLLECT = 40_000_000  # pairs one pass may keep (~25 bytes each, measured at 100k); more: more passes
 _TILE_ROWS, _TILE_COLS = 1024, 1024  # the pass's tiles of scores (4 MB)
 _HISTOGRAM_BUFFER = 1 << 23  # bin indices gathered before one bincount (64 MB)
 
 
 def fnmr_single_pass(task: FnmrTask) -> np.ndarray | None:
-    """:func:`fnmr_at_fmr` in one pass over the pairs; None when a bracket misses
-    (the caller falls back).
+    """:func:`.fnmr.fnmr_at_fmr` in one pass over the pairs (more past the budget); None when a bracket
+    misses or one alone keeps more than the budget (the caller falls back).
 
     Approximations ``y~`` (d^2 or d) come from the fastest float32 product, within a proven ``W`` of the
     exact ``y``. A stratified sample of queries gives, per (group, p), a bracket ``[L, H)`` of ``y~``
