@@ -5,6 +5,7 @@ import torch
 
 import oml_viz as ov
 from oml_viz.engine import fnmr
+from oml_viz.engine import fnmr_pairs
 from oml_viz.engine import fnmr_single_pass as single
 from oml_viz.engine.search import exact_distances, unit_rows
 
@@ -252,3 +253,68 @@ def test_a_bracket_alone_over_the_budget_falls_back(monkeypatch):
     args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
     assert single.fnmr_single_pass(fnmr.FnmrTask(*args)) is None
     np.testing.assert_array_equal(fnmr.fnmr_at_fmr(*args), _reference(v, labels, groups, 3, PS, "euclidean", seq))
+
+
+def _few_labels(seed, distance, n=900, dim=16, n_labels=3):
+    """Clustered data with a few labels: a third of all pairs are relevant."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(n_labels, dim))
+    labels = rng.integers(0, n_labels, n)
+    v = torch.as_tensor((centers[labels] + rng.normal(size=(n, dim))).astype(np.float32))
+    if distance == "cosine":
+        v = unit_rows(v)
+    return v, labels, rng.integers(0, 300, n), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("marking", ["by label", "listed"])
+@pytest.mark.parametrize("layout", ["leave-one-out", "disjoint"])
+@pytest.mark.parametrize("distance", ["euclidean", "cosine"])
+def test_many_relevant_pairs_stay_on_the_exact_path(monkeypatch, marking, layout, distance):
+    """A few labels: the relevant pairs are marked by label in each tile (or listed, forced here), and
+    compared with the thresholds from their exact distances in pieces; equal to the reference."""
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(single, "_TILE_ROWS", 47)
+    monkeypatch.setattr(single, "_TILE_COLS", 83)
+    monkeypatch.setattr(fnmr_pairs, "_RELEVANT_PIECE", 5_000)  # many pieces
+    if marking == "listed":
+        monkeypatch.setattr(single, "_DENSE_MARKING", 2.0)
+    v, labels, seq, groups = _few_labels(11, distance)
+    everything, first, rest = np.arange(900), np.arange(400), np.arange(400, 900)
+    q_ids, g_ids = (everything, everything) if layout == "leave-one-out" else (first, rest)
+    args = (v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance, CPU)
+    out = single.fnmr_single_pass(fnmr.FnmrTask(*args))
+    assert out is not None
+    np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance))
+
+
+def test_many_relevant_pairs_no_longer_take_the_product_distances(monkeypatch):
+    """Past ``_MAX_RELEVANT`` the dispatcher used to take the older algorithm, whose quantiles come from the
+    product's distances: on this set one relevant pair falls on the other side of a threshold there."""
+    monkeypatch.setattr(fnmr, "_MAX_RELEVANT", 0)
+    rng = np.random.default_rng(2)
+    n, dim = 1500, 64
+    centers, labels = rng.normal(size=(5, dim)), rng.integers(0, 5, n)
+    v = torch.as_tensor((centers[labels] + rng.normal(size=(n, dim))).astype(np.float32))
+    seq, groups, ids, ps = np.arange(n), rng.integers(0, 3, n), np.arange(n), [0.001, 0.01, 0.1, 0.5]
+    args = (v, ids, ids, labels, seq, groups, 3, ps, "euclidean", CPU)
+    reference = _reference(v, labels, groups, 3, ps, "euclidean", seq)
+    assert not np.array_equal(fnmr.fnmr_two_pass.fnmr_two_pass(fnmr.FnmrTask(*args)), reference)
+    np.testing.assert_array_equal(fnmr.fnmr_at_fmr(*args), reference)
+
+
+def test_relevant_counts_and_pieces_agree_with_listing_the_pairs(monkeypatch):
+    v, labels, seq, groups = _data(12, "euclidean", n=500)
+    seq = seq % 40  # sequences shared by several items of a label
+    q_ids, g_ids = np.arange(0, 350), np.arange(150, 500)
+    local, cols = fnmr_pairs.relevant_pairs(np.arange(len(q_ids)), q_ids, g_ids, labels, seq)
+    counts = fnmr_pairs.relevant_counts(q_ids, g_ids, labels, seq)
+    np.testing.assert_array_equal(counts, np.bincount(local, minlength=len(q_ids)))
+    dist = fnmr_pairs.exact_pair_distances(v, q_ids, v[g_ids], local, cols, "euclidean", CPU)
+    q_groups = groups[q_ids]
+    thresholds = [(0, float(np.median(dist))), (1, 4.0), (3, 5.5), (2, np.inf)]
+    expected = [int(((dist if g == 0 else dist[q_groups[local] == g - 1]) >= t).sum()) for g, t in thresholds]
+    for piece in (1 << 21, 97, 1):
+        monkeypatch.setattr(fnmr_pairs, "_RELEVANT_PIECE", piece)
+        got = fnmr_pairs.relevant_at_or_above(v, q_ids, v[g_ids], g_ids, labels, seq, q_groups, thresholds,
+                                              "euclidean", CPU)
+        assert got.tolist() == expected

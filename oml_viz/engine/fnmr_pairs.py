@@ -12,6 +12,7 @@ from .candidates import _bookkeeping_threads
 from .search import exact_distances
 
 _EXACT_PIECE = 1 << 11  # pairs per exact-distance piece (8192 grew the peak by 1.4 GB at 1.1M pairs)
+_RELEVANT_PIECE = 1 << 21  # relevant pairs whose distances are held at once (16 MB)
 
 
 class FnmrTask(NamedTuple):
@@ -95,4 +96,62 @@ def exact_pair_distances(
             g = torch.index_select(gallery, 0, torch.as_tensor(cols[start : start + m], device=device), out=g_buf[:m])
             dist = exact_distances(q.to(device), g.unsqueeze(1), distance)[:, 0]
             out[start : start + m] = dist.double().cpu().numpy()
+    return out
+
+
+def relevant_counts(query_ids: np.ndarray, gallery_ids: np.ndarray, label_codes: np.ndarray,
+                    seq_codes: np.ndarray) -> np.ndarray:
+    """Per query, its relevant gallery items (same label, another sequence), counted without listing them.
+
+    Example:
+        >>> labels, seqs = np.array([0, 0, 0, 1]), np.array([0, 1, 1, 2])
+        >>> relevant_counts(np.arange(4), np.arange(4), labels, seqs).tolist()
+        [2, 1, 1, 0]
+    """
+    g_labels, g_seqs = label_codes[gallery_ids].astype(np.int64), seq_codes[gallery_ids].astype(np.int64)
+    per_label = np.bincount(g_labels, minlength=int(label_codes.max()) + 1)
+    n_seqs = int(seq_codes.max()) + 1
+    keys, same = np.unique(g_labels * n_seqs + g_seqs, return_counts=True)  # (label, sequence) pairs
+    q_keys = label_codes[query_ids].astype(np.int64) * n_seqs + seq_codes[query_ids]
+    at = np.minimum(np.searchsorted(keys, q_keys), max(len(keys) - 1, 0))
+    in_own_sequence = np.where(keys[at] == q_keys, same[at], 0) if len(keys) else np.zeros(len(q_keys), np.int64)
+    return per_label[label_codes[query_ids]] - in_own_sequence
+
+
+def relevant_at_or_above(
+    vectors: torch.Tensor,
+    query_ids: np.ndarray,
+    gallery: torch.Tensor,
+    gallery_ids: np.ndarray,
+    label_codes: np.ndarray,
+    seq_codes: np.ndarray,
+    query_groups: np.ndarray,
+    thresholds: Sequence[tuple[int, float]],
+    distance: str,
+    device: torch.device,
+) -> np.ndarray:
+    """Per ``(group, t)`` (group 0: every query, 1 + g: the queries of group g) the relevant pairs whose
+    exact distance is ``>= t``. Their distances are computed in pieces of queries and counted at once, so
+    that memory stays bounded however many relevant pairs there are (a few labels: N^2 / labels).
+
+    Example:
+        >>> v = torch.tensor([[0.0], [2.0], [3.0], [4.0]])  # labels 0, 0, 1, 1: relevant distances 2, 2, 1, 1
+        >>> ids = np.arange(4)
+        >>> relevant_at_or_above(v, ids, v, ids, np.array([0, 0, 1, 1]), ids, np.array([0, 0, 0, 1]),
+        ...                      [(0, 1.5), (2, 0.5)], "euclidean", torch.device("cpu")).tolist()
+        [2, 1]
+    """
+    out = np.zeros(len(thresholds), dtype=np.int64)
+    index = label_index(gallery_ids, label_codes)
+    per_query = relevant_counts(query_ids, gallery_ids, label_codes, seq_codes)
+    ends = np.searchsorted(np.cumsum(per_query), np.arange(1, int(per_query.sum()) // _RELEVANT_PIECE + 1)
+                           * _RELEVANT_PIECE, side="right") + 1
+    bounds = np.unique(np.concatenate([[0], np.minimum(ends, len(query_ids)), [len(query_ids)]]))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        rows = np.arange(a, b)
+        local, cols = relevant_pairs(rows, query_ids, gallery_ids, label_codes, seq_codes, index)
+        dist = exact_pair_distances(vectors, query_ids, gallery, rows[local], cols, distance, device)
+        groups = query_groups[rows[local]]
+        for j, (g, t) in enumerate(thresholds):
+            out[j] += int(np.count_nonzero((dist if g == 0 else dist[groups == g - 1]) >= t))
     return out

@@ -7,6 +7,7 @@ every pair brackets the quantiles exactly first (:func:`fnmr_single_pass`).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -14,7 +15,15 @@ from tqdm.auto import tqdm
 
 from . import block_scans
 from .candidates import U32, Bound, _bookkeeping_threads, torch_threads
-from .fnmr_pairs import FnmrTask, exact_pair_distances, label_index, merge_intervals, relevant_pairs
+from .fnmr_pairs import (
+    FnmrTask,
+    exact_pair_distances,
+    label_index,
+    merge_intervals,
+    relevant_at_or_above,
+    relevant_counts,
+    relevant_pairs,
+)
 from .gemm import fastest_fp32
 from .search import _PROGRESS_MIN_PAIRS, Exclusions, gallery_matrix, query_matrix
 
@@ -26,6 +35,9 @@ _MARGIN_Z = 5.0  # bracket half-width in standard errors of the sampled share be
 _MAX_COLLECT = 40_000_000  # pairs one pass may keep (~25 bytes each, measured at 100k); more: more passes
 _TILE_ROWS, _TILE_COLS = 1024, 1024  # the pass's tiles of scores (4 MB)
 _HISTOGRAM_BUFFER = 1 << 23  # bin indices gathered before one bincount (64 MB)
+# a block marks its relevant pairs by label (one compare per pair) when they are more than this share of
+# its pairs; listing them one by one costs ~16 bytes and a scattered write each
+_DENSE_MARKING = 1 / 16
 
 
 def fnmr_single_pass(task: FnmrTask) -> np.ndarray | None:
@@ -64,11 +76,12 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
     exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
     query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
 
-    # relevant pairs: exact distances, straight from the label groups
+    # relevant pairs: counted from the label groups here, their exact distances compared with each
+    # threshold at the end (:func:`.fnmr_pairs.relevant_at_or_above`, in pieces: a few labels make them
+    # N^2 / labels)
     by_label = label_index(gallery_ids, label_codes)
-    rel_rows, rel_cols = relevant_pairs(np.arange(n_q), query_ids, gallery_ids, label_codes, seq_codes, by_label)
-    rel_dist = exact_pair_distances(vectors, query_ids, gallery, rel_rows, rel_cols, distance, device)
-    rel_group = query_groups[rel_rows]
+    rel_per_query = relevant_counts(query_ids, gallery_ids, label_codes, seq_codes)
+    n_pos_of = np.concatenate([[rel_per_query.sum()], np.bincount(query_groups, rel_per_query, n_groups)])
 
     # W: |y~ - y| for pairs with y~ below ``top`` (exact formula: relative theta on d^2; cosine: absolute)
     q_sq_all = vectors[torch.as_tensor(query_ids)].double().pow(2).sum(1)
@@ -106,37 +119,61 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
         col_of = np.empty(n_g, dtype=np.int64)
         col_of[col_ids] = np.arange(n_g)
 
-    def operand(rows: np.ndarray, first: int = 0) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-        """The rows' prepared operand, and their relevant and excluded pairs (disjoint) with the columns
-        of ``rhs`` from ``first`` on: (row, column - first)."""
+    col_labels = torch.as_tensor(label_codes[gallery_ids if col_ids is None else gallery_ids[col_ids]], device=device)
+
+    class Operand(NamedTuple):
+        """A block's prepared rows, and the pairs to mark with the columns of ``rhs`` from ``first`` on:
+        ``(r, c)`` (column - first) one by one, and with ``labels`` (the rows' label codes) every pair of
+        the same label, when the block has too many relevant pairs to list (a few labels)."""
+
+        lhs: torch.Tensor
+        r: np.ndarray
+        c: np.ndarray
+        labels: torch.Tensor | None
+
+    def operand(rows: np.ndarray, first: int = 0) -> Operand:
+        """The rows' operand: relevant and excluded pairs listed (disjoint), or excluded pairs of another
+        label listed and the relevant ones marked by label."""
         q = vectors[torch.as_tensor(query_ids[rows])].to(device)
         shift = shift_all[torch.as_tensor(rows)].float().to(device).unsqueeze(1)
         lhs = backend.prepare(torch.cat([query_matrix(q), shift], dim=1))
-        r, c = relevant_pairs(rows, query_ids, gallery_ids, label_codes, seq_codes, by_label)
-        ex_r, ex_c = exclusions.pairs(query_seq[torch.as_tensor(rows, device=device)])
-        r, c = np.concatenate([r, ex_r.cpu().numpy()]), np.concatenate([c, ex_c.cpu().numpy()])
+        ex_r, ex_c = (t.cpu().numpy() for t in exclusions.pairs(query_seq[torch.as_tensor(rows, device=device)]))
+        labels = None
+        if rel_per_query[rows].sum() > len(rows) * (n_g - first) * _DENSE_MARKING:
+            labels = torch.as_tensor(label_codes[query_ids[rows]], device=device)
+            other = label_codes[gallery_ids[ex_c]] != label_codes[query_ids[rows[ex_r]]]
+            r, c = ex_r[other], ex_c[other]
+        else:
+            r, c = relevant_pairs(rows, query_ids, gallery_ids, label_codes, seq_codes, by_label)
+            r, c = np.concatenate([r, ex_r]), np.concatenate([c, ex_c])
         if col_of is not None:
             c = col_of[c] - first
             r, c = r[c >= 0], c[c >= 0]
-        return lhs, r, c
+        return Operand(lhs, r, c, labels)
 
-    def product(lhs: torch.Tensor, r: np.ndarray, c: np.ndarray, c0: int, c1: int,
+    def product(op: Operand, c_first: int, c0: int, c1: int,
                 out: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
         """y~ against the columns ``c0:c1`` of ``rhs`` (into ``out``'s storage when given), +inf at the
-        marked pairs ``(r, c)`` (columns from ``c0``); and the marked columns inside, from ``c0``."""
+        marked pairs (``op``'s listed columns count from ``c_first``); and the count of marked pairs in
+        each of the columns."""
         if out is not None:
-            out = out.view(-1)[: len(lhs) * (c1 - c0)].view(len(lhs), c1 - c0)
+            out = out.view(-1)[: len(op.lhs) * (c1 - c0)].view(len(op.lhs), c1 - c0)
         with torch_threads(threads):
-            y = backend.mm(lhs, rhs[c0:c1], out=out)
+            y = backend.mm(op.lhs, rhs[c0:c1], out=out)
+        c = op.c + c_first
         inside = (c >= c0) & (c < c1)
-        r, c = r[inside], c[inside] - c0
+        r, c = op.r[inside], c[inside] - c0
+        marked = np.bincount(c, minlength=c1 - c0)
+        if op.labels is not None:
+            same = op.labels.unsqueeze(1) == col_labels[c0:c1].unsqueeze(0)
+            y[same] = float("inf")
+            marked += same.sum(0).cpu().numpy()
         y[torch.as_tensor(r, device=device), torch.as_tensor(c, device=device)] = float("inf")
-        return y, c
+        return y, marked
 
     def scores(rows: np.ndarray) -> torch.Tensor:
         """y~ of the rows' pairs with every column of ``rhs``, +inf at relevant and excluded pairs."""
-        lhs, r, c = operand(rows)
-        return product(lhs, r, c, 0, n_g)[0]
+        return product(operand(rows), 0, 0, n_g)[0]
 
     # the sample's blocks: whole rows (per-row counts); the histogram's bincount per block costs more
     # on tiles than the cache saves (measured: sample 2.7 s in 64 MB blocks, 3.3 s in 4 MB tiles)
@@ -195,7 +232,7 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
     plans: list[tuple[int, float, float, float] | None] = []
     expected: list[float] = []  # per plan: the pairs its bracket is expected to keep
     for g in range(1 + n_groups):
-        n_pos = int(((rel_group == g - 1) | (g == 0)).sum())
+        n_pos = int(n_pos_of[g])
         table = np.concatenate(below_est[g]) if below_est[g] else np.empty((0, len(fmr_vals) + 1))
         n_s = table[:, -1]
         for j, p in enumerate(fmr_vals):
@@ -236,14 +273,14 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
 
     def tiled(visit: Callable[..., bool], g: int, rows: np.ndarray, first: int, segments: Segments) -> bool:
         """``visit`` every tile of the rows against the columns from ``first`` on (``segments`` from ``first``)."""
-        lhs, r, c = operand(rows, first)
+        op = operand(rows, first)
         for t0 in range(first, n_g, _TILE_COLS):
             t1 = min(t0 + _TILE_COLS, n_g)
             clipped = [(max(c0 + first, t0) - t0, min(c1 + first, t1) - t0, h) for c0, c1, h in segments]
             clipped = [(c0, c1, h) for c0, c1, h in clipped if c1 > c0]
             if not clipped:
                 continue
-            y, marked = product(lhs, r, c + first, t0, t1, tile)
+            y, marked = product(op, first, t0, t1, tile)
             if not visit(g, rows, y, marked, t0, clipped):
                 return False
         return True
@@ -288,7 +325,7 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
 
     def finite_in(rows: np.ndarray, marked: np.ndarray, c0: int, c1: int) -> int:
         """Pairs of the rows with the tile's columns ``c0:c1`` that are not marked (relevant or excluded)."""
-        return len(rows) * (c1 - c0) - int(((marked >= c0) & (marked < c1)).sum())
+        return len(rows) * (c1 - c0) - int(marked[c0:c1].sum())
 
     def exact_brackets() -> tuple[list[tuple[int, float, float, float] | None], list[float]] | None:
         """Brackets, and the pairs each holds, from one histogram pass over every pair: each order
@@ -330,7 +367,7 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
         brackets: list[tuple[int, float, float, float] | None] = []
         holds: list[float] = []
         for g in range(1 + n_groups):
-            n_pos = int(((rel_group == g - 1) | (g == 0)).sum())
+            n_pos = int(n_pos_of[g])
             c = cum_all[g]
             n_neg_g = int(c[-1])
             for p in fmr_vals:
@@ -357,7 +394,8 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
 
     def resolve(plans: list[tuple[int, float, float, float] | None]) -> np.ndarray | None:
         """One pass that counts the pairs below each bracket and keeps those inside it, then each
-        bracket's order statistics and FNMR (the plans that are None stay NaN); None when a check fails."""
+        bracket's order statistics and threshold t (the plans that are None stay NaN); None when a check
+        fails."""
         # the pass: per block segment, the brackets of its groups and OVERALL merged into disjoint regions;
         # per region the pairs below its start are counted and those inside kept (:func:`.block_scans.scan_regions`)
         n_plans = len(plans)
@@ -479,9 +517,7 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
                     return None
                 xs.append(x)
             x0, x1 = xs
-            t = x0 + (h - r0) * (x1 - x0)
-            pos = rel_dist if g == 0 else rel_dist[rel_group == g - 1]
-            out[g, i % len(fmr_vals)] = float((pos >= t).sum()) / len(pos)
+            out[g, i % len(fmr_vals)] = x0 + (h - r0) * (x1 - x0)  # the threshold t
         return out
 
     # the sample's brackets keep a share of the pairs that shrinks only as the sample grows, while the pairs
@@ -504,11 +540,17 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
             held = 0.0
         batches[-1].append(i)
         held += expected[i]
-    out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
+    thresholds = np.full((1 + n_groups, len(fmr_vals)), np.nan)
     for batch in batches:
         part = resolve([pl if i in batch else None for i, pl in enumerate(plans)])
         if part is None:
             return None
         for i in batch:
-            out[plans[i][0], i % len(fmr_vals)] = part[plans[i][0], i % len(fmr_vals)]
+            thresholds[plans[i][0], i % len(fmr_vals)] = part[plans[i][0], i % len(fmr_vals)]
+    wanted = [(plans[i][0], float(thresholds[plans[i][0], i % len(fmr_vals)])) for b in batches for i in b]
+    above = relevant_at_or_above(vectors, query_ids, gallery, gallery_ids, label_codes, seq_codes, query_groups,
+                                 wanted, distance, device)
+    out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
+    for (g, _), n_above, i in zip(wanted, above, [i for b in batches for i in b]):
+        out[g, i % len(fmr_vals)] = n_above / n_pos_of[g]
     return out
