@@ -45,9 +45,14 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("relevant", ["listed", "by product"])
 @pytest.mark.parametrize("distance, offset, rounding, duplicates", CASES)
-def test_single_pass_equals_the_quantile_reference(monkeypatch, distance, offset, rounding, duplicates):
+def test_single_pass_equals_the_quantile_reference(monkeypatch, distance, offset, rounding, duplicates, relevant):
+    """(``relevant``: the relevant pairs compared with the thresholds from their exact distances, or from the
+    product, with exact distances only near a threshold, as for large labels.)"""
     monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)  # a real sample (about a quarter of the queries)
+    if relevant == "by product":
+        monkeypatch.setattr(single, "_LARGE_LABEL", 1)
     v, labels, seq, groups = _data(3, distance, offset, rounding, duplicates)
     ids = np.arange(len(v))
     out = single.fnmr_single_pass(fnmr.FnmrTask(v, ids, ids, labels, seq, groups, 3, PS, distance, CPU))

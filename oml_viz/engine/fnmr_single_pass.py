@@ -38,6 +38,8 @@ _HISTOGRAM_BUFFER = 1 << 23  # bin indices gathered before one bincount (64 MB)
 # a block marks its relevant pairs by label (one compare per pair) when they are more than this share of
 # its pairs; listing them one by one costs ~16 bytes and a scattered write each
 _DENSE_MARKING = 1 / 16
+_RELEVANT_BLOCK = 1 << 22  # relevant pairs scored at once (16 MB of scores)
+_LARGE_LABEL = 128  # gallery items from which a label's relevant pairs are scored by the product
 
 
 def fnmr_single_pass(task: FnmrTask) -> np.ndarray | None:
@@ -520,6 +522,56 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
             out[g, i % len(fmr_vals)] = x0 + (h - r0) * (x1 - x0)  # the threshold t
         return out
 
+    def relevant_above(wanted: list[tuple[int, float]]) -> np.ndarray:
+        """Per ``(group, t)``: the relevant pairs with exact distance ``>= t``. A large label's queries are
+        scored against its gallery items with the pass's product (``y~`` within ``big_w`` of ``y``), and only
+        the pairs whose ``y~`` lies that close to a threshold get their exact distance (a few labels make the
+        relevant pairs N^2 / labels; an exact distance costs ~300 ns); small labels' pairs are listed and
+        measured exactly (:func:`.fnmr_pairs.relevant_at_or_above`)."""
+        g_labels = label_codes[gallery_ids]
+        per_label = np.bincount(g_labels, minlength=int(label_codes.max()) + 1)
+        small = np.flatnonzero(per_label[label_codes[query_ids]] < _LARGE_LABEL)
+        out = relevant_at_or_above(vectors, query_ids[small], gallery, gallery_ids, label_codes, seq_codes,
+                                   query_groups[small], wanted, distance, device)
+        # float32 edges rounded outwards: ``y~ >= hi`` proves ``y >= t``, ``y~ < lo`` proves ``y < t``
+        edges = []
+        for _, t in wanted:
+            level = t * t if euclid else t
+            slack = big_w * (1 + 1e-6) + 4 * 2.0**-52 * abs(level) + 1e-300
+            lo, hi = np.float32(level - slack), np.float32(level + slack)
+            lo = np.nextafter(lo, np.float32(-np.inf)) if lo > level - slack else lo
+            hi = np.nextafter(hi, np.float32(np.inf)) if hi < level + slack else hi
+            edges.append((lo, hi))
+        order = np.argsort(g_labels, kind="stable")
+        starts = np.searchsorted(g_labels[order], np.arange(int(label_codes.max()) + 2))
+        q_labels = label_codes[query_ids]
+        q_order = np.argsort(q_labels, kind="stable")
+        q_starts = np.searchsorted(q_labels[q_order], np.arange(int(label_codes.max()) + 2))
+        for lab in np.flatnonzero(per_label >= _LARGE_LABEL):
+            cols, rows_l = order[starts[lab] : starts[lab + 1]], q_order[q_starts[lab] : q_starts[lab + 1]]
+            if len(cols) == 0 or len(rows_l) == 0:
+                continue
+            rhs_l = rhs[torch.as_tensor(cols if col_of is None else col_of[cols], device=device)]
+            g_seq = seq_codes[gallery_ids[cols]]
+            step = max(1, _RELEVANT_BLOCK // len(cols))
+            for a in range(0, len(rows_l), step):
+                rows = rows_l[a : a + step]
+                q = vectors[torch.as_tensor(query_ids[rows])].to(device)
+                shift = shift_all[torch.as_tensor(rows)].float().to(device).unsqueeze(1)
+                with torch_threads(threads):
+                    y = backend.mm(backend.prepare(torch.cat([query_matrix(q), shift], dim=1)), rhs_l).cpu().numpy()
+                y[seq_codes[query_ids[rows]][:, None] == g_seq[None, :]] = np.nan  # excluded: counted nowhere
+                groups = query_groups[rows]
+                for j, ((g, t), (lo, hi)) in enumerate(zip(wanted, edges)):
+                    part = y if g == 0 else y[groups == g - 1]
+                    out[j] += int(np.count_nonzero(part >= hi))
+                    r, c = np.nonzero((part >= lo) & (part < hi))
+                    if len(r):
+                        mine = rows if g == 0 else rows[groups == g - 1]
+                        d = exact_pair_distances(vectors, query_ids, gallery, mine[r], cols[c], distance, device)
+                        out[j] += int(np.count_nonzero(d >= t))
+        return out
+
     # the sample's brackets keep a share of the pairs that shrinks only as the sample grows, while the pairs
     # grow as N^2 (measured: 26M kept at 50k, 109M expected at 100k): beyond the budget one histogram pass
     # over every pair brackets each order statistic by its exact bin instead
@@ -548,8 +600,7 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
         for i in batch:
             thresholds[plans[i][0], i % len(fmr_vals)] = part[plans[i][0], i % len(fmr_vals)]
     wanted = [(plans[i][0], float(thresholds[plans[i][0], i % len(fmr_vals)])) for b in batches for i in b]
-    above = relevant_at_or_above(vectors, query_ids, gallery, gallery_ids, label_codes, seq_codes, query_groups,
-                                 wanted, distance, device)
+    above = relevant_above(wanted)
     out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
     for (g, _), n_above, i in zip(wanted, above, [i for b in batches for i in b]):
         out[g, i % len(fmr_vals)] = n_above / n_pos_of[g]
