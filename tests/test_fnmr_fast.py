@@ -69,13 +69,40 @@ def test_single_pass_with_every_query_sampled_and_an_empty_group():
     np.testing.assert_array_equal(out, _reference(v, labels, groups, 3, PS, "euclidean", seq))
 
 
-@pytest.mark.parametrize("how", ["missed bracket", "too many pairs"])
-def test_fallback_when_the_single_pass_cannot_decide(monkeypatch, how):
+class _Passes(single.tqdm):
+    """tqdm that records each bar's description and final count (one bar per pass over the pairs)."""
+
+    seen: list = []
+
+    def __init__(self, *args, **kwargs):
+        self.label = kwargs.get("desc")
+        super().__init__(*args, **kwargs)
+
+    def close(self):
+        if not getattr(self, "recorded", False):
+            self.recorded = True
+            _Passes.seen.append((self.label, self.n, self.total))
+        super().close()
+
+
+def test_a_missed_bracket_is_recovered_by_the_histogram_pass(monkeypatch):
+    """Brackets from the sample that miss (empty ones here: every rank falls outside) cost one histogram
+    pass, not the older paths."""
     monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)
-    if how == "missed bracket":
-        monkeypatch.setattr(single, "_MARGIN_Z", -50.0)  # empty brackets: every rank falls outside
-    else:
-        monkeypatch.setattr(single, "_MAX_COLLECT", 0)
+    monkeypatch.setattr(single, "_MARGIN_Z", -50.0)
+    monkeypatch.setattr(single, "_PROGRESS_MIN_PAIRS", 0)
+    monkeypatch.setattr(single, "tqdm", _Passes)
+    _Passes.seen = []
+    v, labels, seq, groups = _data(5, "euclidean")
+    ids = np.arange(len(v))
+    out = single.fnmr_single_pass(fnmr.FnmrTask(v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU))
+    np.testing.assert_array_equal(out, _reference(v, labels, groups, 3, PS, "euclidean", seq))
+    assert [desc for desc, _, _ in _Passes.seen] == ["fnmr@fmr", "fnmr@fmr (histogram)", "fnmr@fmr"]
+
+
+def test_fallback_when_the_single_pass_cannot_decide(monkeypatch):
+    monkeypatch.setattr(single, "_SAMPLE_QUERIES", 200)
+    monkeypatch.setattr(single, "_MAX_COLLECT", 0)  # every bracket alone over the budget
     v, labels, seq, groups = _data(5, "euclidean")
     ids = np.arange(len(v))
     args = (v, ids, ids, labels, seq, groups, 3, PS, "euclidean", CPU)
@@ -167,22 +194,6 @@ def test_the_pass_shows_progress_in_pairs_from_the_retrieval_size(monkeypatch, c
     # leave-one-out: the upper triangle with each block's own square (over 700 x 701 / 2)
     assert not disabled and n == total and (total > 700 * 701 // 2 if layout == "leave-one-out" else total == 300 * 400)
     assert "fnmr@fmr" in capsys.readouterr().err
-
-
-class _Passes(single.tqdm):
-    """tqdm that records each bar's description and final count (one bar per pass over the pairs)."""
-
-    seen: list = []
-
-    def __init__(self, *args, **kwargs):
-        self.label = kwargs.get("desc")
-        super().__init__(*args, **kwargs)
-
-    def close(self):
-        if not getattr(self, "recorded", False):
-            self.recorded = True
-            _Passes.seen.append((self.label, self.n, self.total))
-        super().close()
 
 
 @pytest.mark.parametrize("layout", ["leave-one-out", "disjoint"])

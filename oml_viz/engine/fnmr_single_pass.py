@@ -572,36 +572,44 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
                         out[j] += int(np.count_nonzero(d >= t))
         return out
 
+    def thresholds_of(plans: list[tuple[int, float, float, float] | None], expected: list[float]) -> np.ndarray | None:
+        """Each plan's threshold t (NaN where the plan is None). Plans whose brackets together keep at most
+        the budget share a pass (the same p first: their brackets overlap); None when a check fails or one
+        bracket alone would keep more."""
+        batches: list[list[int]] = []
+        held = 0.0
+        for i in sorted((i for i, pl in enumerate(plans) if pl is not None), key=lambda i: (plans[i][1], plans[i][0])):
+            if expected[i] > _MAX_COLLECT:
+                return None
+            if not batches or held + expected[i] > _MAX_COLLECT:
+                batches.append([])
+                held = 0.0
+            batches[-1].append(i)
+            held += expected[i]
+        thresholds = np.full((1 + n_groups, len(fmr_vals)), np.nan)
+        for batch in batches:
+            part = resolve([pl if i in batch else None for i, pl in enumerate(plans)])
+            if part is None:
+                return None
+            for i in batch:
+                thresholds[plans[i][0], i % len(fmr_vals)] = part[plans[i][0], i % len(fmr_vals)]
+        return thresholds
+
     # the sample's brackets keep a share of the pairs that shrinks only as the sample grows, while the pairs
-    # grow as N^2 (measured: 26M kept at 50k, 109M expected at 100k): beyond the budget one histogram pass
-    # over every pair brackets each order statistic by its exact bin instead
-    if sum(expected) > _MAX_COLLECT:
+    # grow as N^2 (measured: 26M kept at 50k, 109M expected at 100k): beyond the budget, or where one of them
+    # missed (rare: five standard errors), one histogram pass over every pair brackets each order statistic
+    # by its exact bin instead
+    thresholds = thresholds_of(plans, expected) if sum(expected) <= _MAX_COLLECT else None
+    if thresholds is None:
         exact = exact_brackets()
-        if exact is None:
+        thresholds = None if exact is None else thresholds_of(*exact)
+        if thresholds is None:
             return None
-        plans, expected = exact
-    # plans whose brackets together keep at most the budget share a pass (the same p first: their brackets
-    # overlap); one bracket over the budget is left to the older paths
-    batches: list[list[int]] = []
-    held = 0.0
-    for i in sorted((i for i, pl in enumerate(plans) if pl is not None), key=lambda i: (plans[i][1], plans[i][0])):
-        if expected[i] > _MAX_COLLECT:
-            return None
-        if not batches or held + expected[i] > _MAX_COLLECT:
-            batches.append([])
-            held = 0.0
-        batches[-1].append(i)
-        held += expected[i]
-    thresholds = np.full((1 + n_groups, len(fmr_vals)), np.nan)
-    for batch in batches:
-        part = resolve([pl if i in batch else None for i, pl in enumerate(plans)])
-        if part is None:
-            return None
-        for i in batch:
-            thresholds[plans[i][0], i % len(fmr_vals)] = part[plans[i][0], i % len(fmr_vals)]
-    wanted = [(plans[i][0], float(thresholds[plans[i][0], i % len(fmr_vals)])) for b in batches for i in b]
+    wanted = [(g, float(thresholds[g, j])) for g in range(1 + n_groups) for j in range(len(fmr_vals))
+              if not np.isnan(thresholds[g, j])]
     above = relevant_above(wanted)
     out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
-    for (g, _), n_above, i in zip(wanted, above, [i for b in batches for i in b]):
-        out[g, i % len(fmr_vals)] = n_above / n_pos_of[g]
+    places = [(g, j) for g in range(1 + n_groups) for j in range(len(fmr_vals)) if not np.isnan(thresholds[g, j])]
+    for (g, j), n_above in zip(places, above):
+        out[g, j] = n_above / n_pos_of[g]
     return out
