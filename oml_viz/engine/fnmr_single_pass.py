@@ -64,7 +64,14 @@ def fnmr_single_pass(task: FnmrTask) -> np.ndarray | None:
 
 
 def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
-    """The body of :func:`fnmr_single_pass`; the product runs on ``threads`` torch threads."""
+    """The body of :func:`fnmr_single_pass`; the product runs on ``threads`` torch threads.
+
+    In order: the product's operands and its bound ``err`` (``operand``, ``product``, ``scores``); the
+    sample's brackets (``histogram``, ``quantiles``); the passes over every pair (``tiled``, ``one_pass``,
+    each tile seen by a ``visit``); the exact brackets (``exact_brackets``, a histogram visit); a
+    collecting pass and its order statistics (``resolve``, the ``scan`` visit); the relevant pairs against
+    the thresholds (``relevant_above``); and the decision between them at the end (``thresholds_of``).
+    """
     vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals, distance, device = task
     euclid = distance == "euclidean"
     n_q, n_g, dim = len(query_ids), len(gallery_ids), vectors.shape[1]
