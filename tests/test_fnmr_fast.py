@@ -196,6 +196,16 @@ def test_the_pass_shows_progress_in_pairs_from_the_retrieval_size(monkeypatch, c
     assert "fnmr@fmr" in capsys.readouterr().err
 
 
+def _single_pass_equals_reference(v, labels, seq, groups, layout, distance):
+    """The single pass on 900 items, leave-one-out or 400 queries against 500 others, equals the reference."""
+    everything, first, rest = np.arange(900), np.arange(400), np.arange(400, 900)
+    q_ids, g_ids = (everything, everything) if layout == "leave-one-out" else (first, rest)
+    args = (v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance, CPU)
+    out = single.fnmr_single_pass(fnmr.FnmrTask(*args))
+    assert out is not None
+    np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance))
+
+
 @pytest.mark.parametrize("layout", ["leave-one-out", "disjoint"])
 @pytest.mark.parametrize("distance, offset, rounding, duplicates, buffer", [
     *[(*case, 5_000) for case in CASES],  # many flushes of the bin buffer
@@ -214,13 +224,7 @@ def test_histogram_brackets_when_the_sample_would_keep_too_many(monkeypatch, dis
     monkeypatch.setattr(single, "tqdm", _Passes)
     monkeypatch.setattr(single, "_PROGRESS_MIN_PAIRS", 0)
     _Passes.seen = []
-    v, labels, seq, groups = _data(3, distance, offset, rounding, duplicates)
-    everything, first, rest = np.arange(900), np.arange(400), np.arange(400, 900)
-    q_ids, g_ids = (everything, everything) if layout == "leave-one-out" else (first, rest)
-    args = (v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance, CPU)
-    out = single.fnmr_single_pass(fnmr.FnmrTask(*args))
-    assert out is not None
-    np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance))
+    _single_pass_equals_reference(*_data(3, distance, offset, rounding, duplicates), layout, distance)
     passes = [desc for desc, n, total in _Passes.seen if n == total]
     # then one collecting pass, or several where wide windows (the far offset) keep more than the budget
     assert passes[0] == "fnmr@fmr (histogram)" and set(passes[1:]) == {"fnmr@fmr"}
@@ -294,13 +298,7 @@ def test_many_relevant_pairs_stay_on_the_exact_path(monkeypatch, marking, layout
     monkeypatch.setattr(fnmr_pairs, "_RELEVANT_PIECE", 5_000)  # many pieces
     if marking == "listed":
         monkeypatch.setattr(single, "_DENSE_MARKING", 2.0)
-    v, labels, seq, groups = _few_labels(11, distance)
-    everything, first, rest = np.arange(900), np.arange(400), np.arange(400, 900)
-    q_ids, g_ids = (everything, everything) if layout == "leave-one-out" else (first, rest)
-    args = (v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance, CPU)
-    out = single.fnmr_single_pass(fnmr.FnmrTask(*args))
-    assert out is not None
-    np.testing.assert_array_equal(out, _reference_qg(v, q_ids, g_ids, labels, seq, groups[q_ids], 3, PS, distance))
+    _single_pass_equals_reference(*_few_labels(11, distance), layout, distance)
 
 
 def test_many_relevant_pairs_no_longer_take_the_product_distances(monkeypatch):

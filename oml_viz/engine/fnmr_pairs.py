@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from .candidates import _bookkeeping_threads
-from .search import exact_distances
+from .gemm import Backend, fastest_fp32
+from .search import Exclusions, exact_distances, gallery_matrix
 
 _EXACT_PIECE = 1 << 11  # pairs per exact-distance piece (8192 grew the peak by 1.4 GB at 1.1M pairs)
 _RELEVANT_PIECE = 1 << 21  # relevant pairs whose distances are held at once (16 MB)
@@ -28,6 +29,19 @@ class FnmrTask(NamedTuple):
     fmr_vals: Sequence[float]
     distance: str  # "euclidean" or "cosine"
     device: torch.device
+
+
+def shifted_product_operands(task: FnmrTask) -> tuple[torch.Tensor, Backend, torch.Tensor, Exclusions, torch.Tensor]:
+    """What the windowed passes share: the gallery rows on the device, the fastest float32 backend, its
+    prepared gallery operand with a ones column (the queries' shift column meets it, so that the product
+    approximates d^2 or d), the gallery's sequence exclusions and the queries' sequence codes."""
+    n_g = len(task.gallery_ids)
+    gallery = task.vectors[torch.as_tensor(task.gallery_ids)].to(task.device)
+    base = gallery_matrix(gallery, task.distance)[:n_g]
+    backend = fastest_fp32(task.device)
+    rhs = backend.prepare(torch.cat([base, base.new_ones(n_g, 1)], dim=1))
+    exclusions = Exclusions.build(task.seq_codes[task.gallery_ids], int(task.seq_codes.max()) + 1, task.device)
+    return gallery, backend, rhs, exclusions, torch.as_tensor(task.seq_codes[task.query_ids], device=task.device)
 
 
 def label_index(gallery_ids: np.ndarray, label_codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

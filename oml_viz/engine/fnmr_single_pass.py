@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import block_scans
-from .candidates import U32, Bound, _bookkeeping_threads, torch_threads
+from .candidates import U32, Bound, _bookkeeping_threads, round_up, torch_threads
 from .fnmr_pairs import (
     FnmrTask,
     exact_pair_distances,
@@ -23,9 +23,9 @@ from .fnmr_pairs import (
     relevant_at_or_above,
     relevant_counts,
     relevant_pairs,
+    shifted_product_operands,
 )
-from .gemm import fastest_fp32
-from .search import _PROGRESS_MIN_PAIRS, Exclusions, gallery_matrix, query_matrix
+from .search import _PROGRESS_MIN_PAIRS, query_matrix
 
 _FINE_BINS = 1 << 18  # the sample's and the histogram pass's bins (1 MB a group)
 _BLOCK_BYTES = 64 * 2**20  # the sample's blocks of whole rows
@@ -77,13 +77,7 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
     n_q, n_g, dim = len(query_ids), len(gallery_ids), vectors.shape[1]
     if n_q == 0 or n_g == 0:
         return None
-    gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
-    base = gallery_matrix(gallery, distance)[:n_g]
-    backend = fastest_fp32(device)
-    rhs = backend.prepare(torch.cat([base, base.new_ones(n_g, 1)], dim=1))
-    del base
-    exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
-    query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
+    gallery, backend, rhs, exclusions, query_seq = shifted_product_operands(task)
 
     # relevant pairs: counted from the label groups here, their exact distances compared with each
     # threshold at the end (:func:`.fnmr_pairs.relevant_at_or_above`, in pieces: a few labels make them
@@ -535,25 +529,16 @@ def _single_pass(task: FnmrTask, threads: int) -> np.ndarray | None:
         the pairs whose ``y~`` lies that close to a threshold get their exact distance (a few labels make the
         relevant pairs N^2 / labels; an exact distance costs ~300 ns); small labels' pairs are listed and
         measured exactly (:func:`.fnmr_pairs.relevant_at_or_above`)."""
-        g_labels = label_codes[gallery_ids]
-        per_label = np.bincount(g_labels, minlength=int(label_codes.max()) + 1)
+        per_label = np.bincount(label_codes[gallery_ids], minlength=int(label_codes.max()) + 1)
         small = np.flatnonzero(per_label[label_codes[query_ids]] < _LARGE_LABEL)
         out = relevant_at_or_above(vectors, query_ids[small], gallery, gallery_ids, label_codes, seq_codes,
                                    query_groups[small], wanted, distance, device)
         # float32 edges rounded outwards: ``y~ >= hi`` proves ``y >= t``, ``y~ < lo`` proves ``y < t``
-        edges = []
-        for _, t in wanted:
-            level = t * t if euclid else t
-            slack = big_w * (1 + 1e-6) + 4 * 2.0**-52 * abs(level) + 1e-300
-            lo, hi = np.float32(level - slack), np.float32(level + slack)
-            lo = np.nextafter(lo, np.float32(-np.inf)) if lo > level - slack else lo
-            hi = np.nextafter(hi, np.float32(np.inf)) if hi < level + slack else hi
-            edges.append((lo, hi))
-        order = np.argsort(g_labels, kind="stable")
-        starts = np.searchsorted(g_labels[order], np.arange(int(label_codes.max()) + 2))
-        q_labels = label_codes[query_ids]
-        q_order = np.argsort(q_labels, kind="stable")
-        q_starts = np.searchsorted(q_labels[q_order], np.arange(int(label_codes.max()) + 2))
+        levels = torch.tensor([t * t if euclid else t for _, t in wanted], dtype=torch.float64)
+        slack = big_w * (1 + 1e-6) + 4 * 2.0**-52 * levels.abs() + 1e-300
+        edges = list(zip((-round_up(slack - levels)).numpy(), round_up(levels + slack).numpy()))
+        order, starts = by_label
+        q_order, q_starts = label_index(query_ids, label_codes)
         for lab in np.flatnonzero(per_label >= _LARGE_LABEL):
             cols, rows_l = order[starts[lab] : starts[lab + 1]], q_order[q_starts[lab] : q_starts[lab + 1]]
             if len(cols) == 0 or len(rows_l) == 0:

@@ -86,6 +86,31 @@ def quantile_plans(neg_hist: np.ndarray, pos_hist: np.ndarray, fmr_vals: Sequenc
     return plans, wanted
 
 
+def fnmr_from_bins(plans: list[tuple | None], tables: list[np.ndarray], neg_hist: np.ndarray, pos_hist: np.ndarray,
+                   n_groups: int, fmr_vals: Sequence[float]) -> np.ndarray:
+    """FNMR per (group, p) from the histograms and the distances collected in the wanted bins.
+
+    ``plans``: from :func:`quantile_plans`; ``tables``: rows ``[distance, bin, relevant, group row]`` of the
+    pairs collected for OVERALL and for the groups. The order statistics come from the collected
+    non-relevant distances, the relevant pairs above t from the bins above and the collected ones.
+    """
+    out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
+    for i, plan in enumerate(plans):
+        if plan is None:
+            continue
+        g, h, r0, r1, b0, b1 = plan
+        table = tables[0] if g == 0 else tables[1][tables[1][:, 3] == g]
+        in_bins = (table[:, 1] >= b0) & (table[:, 1] <= b1)
+        is_rel = table[:, 2] > 0
+        neg_in = np.sort(table[in_bins & ~is_rel, 0])
+        below = int(neg_hist[g, :b0].sum())
+        x0, x1 = neg_in[r0 - below], neg_in[r1 - below]
+        t = x0 + (h - r0) * (x1 - x0)
+        n_above = int(pos_hist[g, b1 + 1 :].sum()) + int((table[in_bins & is_rel, 0] >= t).sum())
+        out[g, i % len(fmr_vals)] = n_above / pos_hist[g].sum()
+    return out
+
+
 def fnmr_two_pass(task: FnmrTask) -> np.ndarray:
     """:func:`fnmr_at_fmr` on distances from the score product, histogrammed over every pair."""
     vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals, distance, device = task
@@ -136,18 +161,4 @@ def fnmr_two_pass(task: FnmrTask) -> np.ndarray:
         collected[1].append(values[for_group[r, c]].cpu())
     tables = [torch.cat(c).numpy() if c else np.empty((0, 4)) for c in collected]
 
-    out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
-    for i, plan in enumerate(plans):
-        if plan is None:
-            continue
-        g, h, r0, r1, b0, b1 = plan
-        table = tables[0] if g == 0 else tables[1][tables[1][:, 3] == g]
-        in_bins = (table[:, 1] >= b0) & (table[:, 1] <= b1)
-        is_rel = table[:, 2] > 0
-        neg_in = np.sort(table[in_bins & ~is_rel, 0])
-        below = int(neg_hist[g, :b0].sum())
-        x0, x1 = neg_in[r0 - below], neg_in[r1 - below]
-        t = x0 + (h - r0) * (x1 - x0)
-        n_above = int(pos_hist[g, b1 + 1 :].sum()) + int((table[in_bins & is_rel, 0] >= t).sum())
-        out[g, i % len(fmr_vals)] = n_above / pos_hist[g].sum()
-    return out
+    return fnmr_from_bins(plans, tables, neg_hist, pos_hist, n_groups, fmr_vals)

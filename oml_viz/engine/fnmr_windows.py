@@ -18,9 +18,8 @@ import numpy as np
 import torch
 
 from .candidates import U32, Bound
-from .fnmr_pairs import FnmrTask, exact_pair_distances, merge_intervals, relevant_pairs
-from .gemm import fastest_fp32
-from .search import Exclusions, gallery_matrix, query_matrix
+from .fnmr_pairs import FnmrTask, exact_pair_distances, merge_intervals, relevant_pairs, shifted_product_operands
+from .search import query_matrix
 
 _FINE_BINS = 1 << 18  # the first pass's histogram (1 MB: stays in cache)
 _MAX_WINDOW_PAIRS = 1_500_000  # pairs whose exact distance pass 2 may need; more: the older algorithm
@@ -32,13 +31,7 @@ def fnmr_windows(task: FnmrTask) -> np.ndarray | None:
     vectors, query_ids, gallery_ids, label_codes, seq_codes, query_groups, n_groups, fmr_vals, distance, device = task
     euclid = distance == "euclidean"
     n_g, dim = len(gallery_ids), vectors.shape[1]
-    gallery = vectors[torch.as_tensor(gallery_ids)].to(device)
-    base = gallery_matrix(gallery, distance)[:n_g]
-    backend = fastest_fp32(device)
-    rhs = backend.prepare(torch.cat([base, base.new_ones(n_g, 1)], dim=1))
-    del base
-    exclusions = Exclusions.build(seq_codes[gallery_ids], int(seq_codes.max()) + 1, device)
-    query_seq = torch.as_tensor(seq_codes[query_ids], device=device)
+    gallery, backend, rhs, exclusions, query_seq = shifted_product_operands(task)
 
     # relevant pairs: exact distances, straight from the label groups
     all_rows = np.arange(len(query_ids))

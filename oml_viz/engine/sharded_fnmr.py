@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from . import distributed as D
-from .fnmr_two_pass import quantile_plans
+from .fnmr_two_pass import fnmr_from_bins, quantile_plans
 from .search import Exclusions, gallery_matrix, query_matrix
 
 N_BINS = 1 << 14  # the histogram's bins per group (all-reduced every pass)
@@ -125,18 +125,4 @@ def sharded_fnmr_at_fmr(
         local = torch.cat(parts) if parts else torch.zeros(0, 4, dtype=torch.float64)
         tables.append(torch.cat([t.cpu() for t in D.all_gather_rows(local.to(comm), group)]).numpy())
 
-    out = np.full((1 + n_groups, len(fmr_vals)), np.nan)
-    for i, plan in enumerate(plans):
-        if plan is None:
-            continue
-        g, h, r0, r1, b0, b1 = plan
-        table = tables[0] if g == 0 else tables[1][tables[1][:, 3] == g]
-        in_bins = (table[:, 1] >= b0) & (table[:, 1] <= b1)
-        is_rel = table[:, 2] > 0
-        neg_in = np.sort(table[in_bins & ~is_rel, 0])
-        below = int(neg_hist[g, :b0].sum())
-        x0, x1 = neg_in[r0 - below], neg_in[r1 - below]
-        t = x0 + (h - r0) * (x1 - x0)
-        n_above = int(pos_hist[g, b1 + 1 :].sum()) + int((table[in_bins & is_rel, 0] >= t).sum())
-        out[g, i % len(fmr_vals)] = n_above / pos_hist[g].sum()
-    return out
+    return fnmr_from_bins(plans, tables, neg_hist, pos_hist, n_groups, fmr_vals)
